@@ -1,0 +1,111 @@
+"""xpander-sync: a plain, blocking client for the xpander.ai Backend module.
+
+>>> from xpander_sync import Backend            # doctest: +SKIP
+>>> Backend().report_external_task(agent_id="agt-1", input="hi", result="hello")   # doctest: +SKIP
+
+Every blocking call ``X`` has an async twin ``aX`` that runs it in a worker thread.
+Importing this package imports no agent framework.
+"""
+
+import logging
+
+from ._redact import Secret
+from ._retry import RetryPolicy
+from ._version import __version__
+from .backend import Backend
+from .config import Configuration
+from .errors import (
+    APIError,
+    AuthenticationError,
+    AuthenticationRequiredError,
+    ConfigurationError,
+    ConflictError,
+    FrameworkNotInstalledError,
+    InvalidInputError,
+    MissingAgentError,
+    ModuleException,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    RequestTimeoutError,
+    ResponseDecodeError,
+    ServerError,
+    TransportError,
+    UnsupportedFrameworkError,
+    XpanderError,
+)
+from .models import (
+    Agent,
+    AgentDeploymentType,
+    AgentExecutionInput,
+    AgentExecutionStatus,
+    AgentsListItem,
+    AgnoSettings,
+    ExecutionTokens,
+    Framework,
+    LLMCredentials,
+    MCPServerAuthType,
+    MCPServerDetails,
+    MCPServerTransport,
+    MCPServerType,
+    OutputFormat,
+    Task,
+    TaskUpdateEvent,
+    TaskUpdateEventType,
+    ThinkMode,
+    Tokens,
+    Tool,
+    User,
+)
+from .resources import Agents, Tasks
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+__all__ = [
+    "APIError",
+    "Agent",
+    "AgentDeploymentType",
+    "AgentExecutionInput",
+    "AgentExecutionStatus",
+    "Agents",
+    "AgentsListItem",
+    "AgnoSettings",
+    "AuthenticationError",
+    "AuthenticationRequiredError",
+    "Backend",
+    "Configuration",
+    "ConfigurationError",
+    "ConflictError",
+    "ExecutionTokens",
+    "Framework",
+    "FrameworkNotInstalledError",
+    "InvalidInputError",
+    "LLMCredentials",
+    "MCPServerAuthType",
+    "MCPServerDetails",
+    "MCPServerTransport",
+    "MCPServerType",
+    "MissingAgentError",
+    "ModuleException",
+    "NotFoundError",
+    "OutputFormat",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RequestTimeoutError",
+    "ResponseDecodeError",
+    "RetryPolicy",
+    "Secret",
+    "ServerError",
+    "Task",
+    "TaskUpdateEvent",
+    "TaskUpdateEventType",
+    "Tasks",
+    "ThinkMode",
+    "Tokens",
+    "Tool",
+    "TransportError",
+    "UnsupportedFrameworkError",
+    "User",
+    "XpanderError",
+    "__version__",
+]

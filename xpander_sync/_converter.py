@@ -1,0 +1,256 @@
+"""The one cattrs converter, with every hook in this module.
+
+* Strict primitives: a JSON string where an int is expected is an error (cattrs' default
+  would call ``int("5")``, and ``str({...})`` for strings), reported with its JSON path.
+* Unknown keys are ignored (the platform adds fields); unknown enum values are kept.
+* Datetimes travel as ISO-8601 with ``Z`` for UTC.
+* :class:`~xpander_sync.Secret` values are revealed only when unstructuring for the wire.
+* The non-wire ``configuration`` attribute of models is never (un)structured.
+* :func:`structure` turns cattrs' validation errors into
+  :class:`~xpander_sync.errors.ResponseDecodeError` with JSON paths and never the input
+  values (cattrs' inner exceptions carry values, so they are not chained).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any, Callable, Dict, Type, TypeVar
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+from cattrs.v import transform_error
+
+from ._redact import Secret
+from .errors import ResponseDecodeError
+from .models.agent import Tool
+from .models.common import OpenStrEnum
+from .models.task import AgentExecutionInput, Task
+from .models.tokens import Tokens
+
+T = TypeVar("T")
+
+converter = cattrs.Converter(detailed_validation=True)
+
+
+# -- primitives ----------------------------------------------------------------------------
+
+
+def _strict_str(value: Any, _: Any) -> str:
+    if isinstance(value, str):
+        return value
+    raise TypeError("expected a string")
+
+
+def _strict_int(value: Any, _: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise TypeError("expected an integer")
+
+
+def _strict_float(value: Any, _: Any) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise TypeError("expected a number")
+
+
+def _strict_bool(value: Any, _: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise TypeError("expected a boolean")
+
+
+converter.register_structure_hook(str, _strict_str)
+converter.register_structure_hook(int, _strict_int)
+converter.register_structure_hook(float, _strict_float)
+converter.register_structure_hook(bool, _strict_bool)
+
+
+def parse_datetime(value: Any, _: Any = None) -> _dt.datetime:
+    """Parse an ISO-8601 string (``Z`` accepted on every Python version)."""
+    if isinstance(value, _dt.datetime):
+        return value
+    if not isinstance(value, str):
+        raise TypeError("expected an ISO-8601 date-time string")
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    # Python < 3.11 accepts only 0, 3 or 6 fraction digits: normalise to 6.
+    if "." in text:
+        head, _, rest = text.partition(".")
+        digits = ""
+        while rest and rest[0].isdigit():
+            digits, rest = digits + rest[0], rest[1:]
+        text = f"{head}.{(digits + '000000')[:6]}{rest}"
+    try:
+        return _dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError("not an ISO-8601 date-time") from None
+
+
+def format_datetime(value: _dt.datetime) -> str:
+    """ISO-8601; UTC values end in ``Z`` (as the platform writes them)."""
+    if value.tzinfo is not None and value.utcoffset() == _dt.timedelta(0):
+        return value.replace(tzinfo=None).isoformat() + "Z"
+    return value.isoformat()
+
+
+converter.register_structure_hook(_dt.datetime, parse_datetime)
+converter.register_unstructure_hook(_dt.datetime, format_datetime)
+
+
+def _structure_secret(value: Any, _: Any) -> Secret:
+    if isinstance(value, Secret):
+        return value
+    if isinstance(value, str):
+        return Secret(value)
+    raise TypeError("expected a string")
+
+
+converter.register_structure_hook(Secret, _structure_secret)
+converter.register_unstructure_hook(Secret, lambda s: s.reveal())
+
+
+def _is_open_enum(cls: Any) -> bool:
+    return isinstance(cls, type) and issubclass(cls, OpenStrEnum)
+
+
+def _structure_enum(value: Any, cls: Type[OpenStrEnum]) -> OpenStrEnum:
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, str):
+        raise TypeError("expected a string")
+    return cls(value)
+
+
+converter.register_structure_hook_func(_is_open_enum, _structure_enum)
+converter.register_unstructure_hook_func(_is_open_enum, lambda e: e.value)
+
+
+# -- attrs models: never touch the non-wire ``configuration`` attribute ---------------------
+
+
+def _is_model(cls: Any) -> bool:
+    return attrs.has(cls) and getattr(cls, "__module__", "").startswith("xpander_sync.models")
+
+
+def _structure_factory(cls: Any) -> Callable[[Any, Any], Any]:
+    return make_dict_structure_fn(cls, converter, _cattrs_detailed_validation=True)
+
+
+def _unstructure_factory(cls: Any) -> Callable[[Any], Dict[str, Any]]:
+    names = {f.name for f in attrs.fields(cls)}
+    overrides = {"configuration": override(omit=True)} if "configuration" in names else {}
+    return make_dict_unstructure_fn(cls, converter, **overrides)
+
+
+converter.register_structure_hook_factory(_is_model, _structure_factory)
+converter.register_unstructure_hook_factory(_is_model, _unstructure_factory)
+
+
+# -- model-specific wire rules ------------------------------------------------------------
+
+_tool_structure = make_dict_structure_fn(Tool, converter, _cattrs_detailed_validation=True)
+
+
+def _structure_tool(value: Any, cls: Any) -> Tool:
+    # The platform sends either ``description`` or ``function_description``.
+    if isinstance(value, dict) and not value.get("description") and value.get("function_description"):
+        value = dict(value, description=value["function_description"])
+    return _tool_structure(value, cls)
+
+
+converter.register_structure_hook(Tool, _structure_tool)
+
+_task_structure = make_dict_structure_fn(Task, converter, _cattrs_detailed_validation=True)
+
+
+def _structure_task(value: Any, cls: Any) -> Task:
+    # ``agent_version`` is a string on the wire; accept an integer too (the official model rejects it).
+    if isinstance(value, dict) and isinstance(value.get("agent_version"), int):
+        value = dict(value, agent_version=str(value["agent_version"]))
+    return _task_structure(value, cls)
+
+
+converter.register_structure_hook(Task, _structure_task)
+
+_tokens_unstructure = make_dict_unstructure_fn(Tokens, converter)
+
+
+def _unstructure_tokens(tokens: Tokens) -> Dict[str, Any]:
+    data = _tokens_unstructure(tokens)
+    data["total_tokens"] = tokens.total_tokens
+    return data
+
+
+converter.register_unstructure_hook(Tokens, _unstructure_tokens)
+
+_input_unstructure = make_dict_unstructure_fn(AgentExecutionInput, converter)
+
+
+def _unstructure_input(value: AgentExecutionInput) -> Dict[str, Any]:
+    data = _input_unstructure(value)
+    if not data.get("attachments"):
+        data.pop("attachments", None)
+    if not data.get("principal"):
+        data.pop("principal", None)
+    return data
+
+
+converter.register_unstructure_hook(AgentExecutionInput, _unstructure_input)
+
+
+# -- entry points -------------------------------------------------------------------------
+
+
+def structure(data: Any, cls: Type[T], *, what: str = "") -> T:
+    """Build ``cls`` from decoded JSON.
+
+    Raises:
+        ResponseDecodeError: ``data`` does not fit ``cls``; ``errors`` holds JSON paths.
+    """
+    name = what or getattr(cls, "__name__", str(cls))
+    if attrs.has(cls) and not isinstance(data, dict):
+        raise ResponseDecodeError(name, [f"expected a JSON object, got {_json_type(data)} @ $"])
+    try:
+        return converter.structure(data, cls)
+    except cattrs.BaseValidationError as exc:
+        raise ResponseDecodeError(name, transform_error(exc, format_exception=_format_exception)) from None
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise ResponseDecodeError(name, [f"{type(exc).__name__} @ $"]) from None
+
+
+def unstructure(obj: Any) -> Any:
+    """The wire JSON of a model (or a list/dict of models)."""
+    return converter.unstructure(obj)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return type(value).__name__
+
+
+def _format_exception(exc: BaseException, type_: Any) -> str:
+    # Never include str(exc): cattrs' and the hooks' messages may contain the input value.
+    if isinstance(exc, KeyError):
+        return "required field missing"
+    name = type_.__name__ if isinstance(type_, type) else repr(type_).replace("typing.", "")
+    name = name.replace("datetime.datetime", "datetime")
+    if isinstance(exc, TypeError) and exc.args and isinstance(exc.args[0], str) and exc.args[0].startswith(
+        "expected"
+    ):
+        return f"invalid type ({exc.args[0]}, for {name})"
+    if isinstance(exc, ValueError):
+        return f"invalid value for type, expected {name}"
+    return f"invalid type for {name}"

@@ -1,0 +1,144 @@
+"""The one place that knows what a secret is.
+
+Secrets (the xpander API key, LLM keys, OAuth tokens) are wrapped in :class:`Secret`
+as soon as they enter the library, so that ``repr``/``str``/logging of any object that
+holds one shows ``***``. Helpers here mask secrets in headers, mappings, URLs and free
+text before anything is logged or put into an exception message.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable, Mapping, Optional, Union
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+MASK = "***"
+
+#: Header names whose values are never logged or shown (compared lower-case).
+SENSITIVE_HEADERS = frozenset(
+    {
+        "x-api-key",
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-oidc-token",
+        "x-xpander-api-key",
+    }
+)
+
+#: Mapping keys whose values are masked in logged bodies.
+_SENSITIVE_KEY = re.compile(r"(key|secret|token|password|authorization|credential)", re.IGNORECASE)
+
+
+class Secret:
+    """A string that does not show itself.
+
+    ``repr(Secret("sk-..."))`` is ``Secret('***')`` and ``str()`` is ``***``; call
+    :meth:`reveal` at the single place where the real value must be sent.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        if isinstance(value, Secret):
+            value = value.reveal()
+        if not isinstance(value, str):
+            raise TypeError(f"Secret expects a str, got {type(value).__name__}")
+        self._value = value
+
+    def reveal(self) -> str:
+        """Return the real value. Only the transport and framework adapters call this."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret('{MASK}')"
+
+    def __str__(self) -> str:
+        return MASK
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Secret):
+            return self._value == other._value
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(("xpander_sync.Secret", self._value))
+
+    def __reduce__(self) -> Any:  # pragma: no cover - pickling keeps the value, on purpose
+        return (Secret, (self._value,))
+
+
+def to_secret(value: Union[str, Secret, None]) -> Optional[Secret]:
+    """Attrs converter: ``None`` and ``""`` stay ``None``, strings become :class:`Secret`."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, Secret):
+        return value if value else None
+    return Secret(value)
+
+
+def reveal(value: Union[str, Secret, None]) -> Optional[str]:
+    """The plain value of a :class:`Secret`, a string, or ``None``."""
+    if isinstance(value, Secret):
+        return value.reveal()
+    return value
+
+
+def redact_headers(headers: Optional[Mapping[str, Any]]) -> dict:
+    """A copy of ``headers`` with the values of :data:`SENSITIVE_HEADERS` masked."""
+    if not headers:
+        return {}
+    return {k: (MASK if k.lower() in SENSITIVE_HEADERS else v) for k, v in headers.items()}
+
+
+def redact_mapping(value: Any, _depth: int = 0) -> Any:
+    """Deep copy of a JSON-like value with secret-looking keys masked."""
+    if _depth > 20:
+        return MASK
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if isinstance(k, str) and _SENSITIVE_KEY.search(k) and v not in (None, "", {}, []):
+                out[k] = MASK
+            else:
+                out[k] = redact_mapping(v, _depth + 1)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [redact_mapping(v, _depth + 1) for v in value]
+    if isinstance(value, Secret):
+        return MASK
+    return value
+
+
+def redact_url(url: str) -> str:
+    """Mask userinfo passwords and every query value of ``url``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return MASK
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:{MASK}@{host}" if ":" in userinfo else f"{MASK}@{host}"
+    query = parts.query
+    if query:
+        query = urlencode([(k, MASK) for k, _ in parse_qsl(query, keep_blank_values=True)], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def scrub(text: str, secrets: Iterable[Union[str, Secret, None]]) -> str:
+    """Replace every occurrence of any of ``secrets`` in ``text`` with ``***``.
+
+    Used on server messages before they become part of an exception: a server (or a
+    proxy) that echoes the request back must not put the API key into our errors.
+    """
+    for s in secrets:
+        raw = reveal(s)
+        if raw and len(raw) >= 4 and raw in text:
+            text = text.replace(raw, MASK)
+    return text

@@ -1,0 +1,278 @@
+"""``Backend``: the facade most users need (report runs, invoke agents, resolve arguments)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import uuid
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+
+import attrs
+
+from ._async import async_twin
+from ._converter import unstructure
+from .config import ENV_AGENT_ID
+from .errors import InvalidInputError, MissingAgentError
+from .models.agent import Agent
+from .models.common import OutputFormat
+from .models.task import Task, User
+from .models.tokens import Tokens
+from .resources._base import Resource
+from .resources.agents import check_id, version_header
+from .resources.tasks import Tasks, build_create_task_body
+
+logger = logging.getLogger(__name__)
+
+#: The report body keys, all always present.
+REPORT_KEYS = ("id", "input", "llm_response", "tokens", "is_success", "result", "duration", "used_tools")
+_TOKEN_FIELDS = ("completion_tokens", "prompt_tokens", "cache_read_tokens", "cache_write_tokens")
+
+
+def resolve_agent_id(agent: Optional[Agent], agent_id: Optional[str], configured: Optional[str]) -> str:
+    """``agent.id``, else ``agent_id``, else the configured/env agent id.
+
+    Raises:
+        InvalidInputError: ``agent`` is not an :class:`Agent`.
+        MissingAgentError: none of the three is set.
+    """
+    if agent is not None:
+        if not isinstance(agent, Agent):
+            raise InvalidInputError("agent must be an xpander_sync.Agent (or pass agent_id=)")
+        return check_id("agent.id", agent.id)
+    if agent_id is not None:
+        return check_id("agent_id", agent_id)
+    env_value = configured or os.environ.get(ENV_AGENT_ID)
+    if env_value:
+        return check_id(ENV_AGENT_ID, env_value)
+    raise MissingAgentError(
+        f"no agent given: pass agent=<Agent>, agent_id='...', or set the {ENV_AGENT_ID} environment variable"
+    )
+
+
+def _tokens_json(tokens: Union[Tokens, Mapping[str, Any], None]) -> Optional[Dict[str, Any]]:
+    if tokens is None:
+        return None
+    if isinstance(tokens, Mapping):
+        unknown = set(tokens) - set(_TOKEN_FIELDS) - {"total_tokens"}
+        if unknown:
+            raise InvalidInputError(
+                f"tokens has unknown keys {sorted(unknown)}; allowed: {', '.join(_TOKEN_FIELDS)}"
+            )
+        values = {}
+        for key in _TOKEN_FIELDS:
+            value = tokens.get(key, 0)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise InvalidInputError(f"tokens.{key} must be a non-negative integer")
+            values[key] = value
+        tokens = Tokens(**values)
+    if not isinstance(tokens, Tokens):
+        raise InvalidInputError("tokens must be an xpander_sync.Tokens, a dict, or None")
+    return unstructure(tokens)  # type: ignore[no-any-return]
+
+
+def _jsonable(value: Any, field: str) -> Any:
+    """Turn ``llm_response`` into JSON: dicts/lists as they are; attrs, dataclass and pydantic objects converted."""
+    if value is None:
+        return None
+    if attrs.has(type(value)):
+        value = unstructure(value)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    elif hasattr(value, "model_dump") and callable(value.model_dump):
+        value = value.model_dump(mode="json")
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        raise InvalidInputError(
+            f"{field} must be JSON-serialisable (a dict, list, str, number, bool, None, or an "
+            f"attrs/dataclass/pydantic object); got {type(value).__name__}"
+        ) from None
+    return value
+
+
+def build_report_body(
+    *,
+    id: Optional[str],
+    input: Optional[str],
+    llm_response: Any,
+    tokens: Union[Tokens, Mapping[str, Any], None],
+    is_success: bool,
+    result: Optional[str],
+    duration: float,
+    used_tools: Optional[Sequence[str]],
+) -> Dict[str, Any]:
+    """The report body: always the 8 keys of the reference. ``id`` defaults to a new uuid4.
+
+    Raises:
+        InvalidInputError: a value of the wrong kind; the message names the field.
+    """
+    if id is not None and (not isinstance(id, str) or not id.strip()):
+        raise InvalidInputError("id must be a non-empty string (or None for a new uuid4)")
+    if input is not None and not isinstance(input, str):
+        raise InvalidInputError("input must be a string (the task's input text) or None")
+    if result is not None and not isinstance(result, str):
+        raise InvalidInputError("result must be a string or None (serialise structured results first)")
+    if not isinstance(is_success, bool):
+        raise InvalidInputError("is_success must be True or False")
+    if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not math.isfinite(duration) \
+            or duration < 0:
+        raise InvalidInputError("duration must be a non-negative number of seconds")
+    if used_tools is None:
+        tools: List[str] = []
+    elif isinstance(used_tools, str) or not all(isinstance(t, str) for t in used_tools):
+        raise InvalidInputError("used_tools must be a list of tool names (strings)")
+    else:
+        tools = list(used_tools)
+    return {
+        "id": id or str(uuid.uuid4()),
+        "input": input,
+        "llm_response": _jsonable(llm_response, "llm_response"),
+        "tokens": _tokens_json(tokens),
+        "is_success": is_success,
+        "result": result,
+        "duration": float(duration),
+        "used_tools": tools,
+    }
+
+
+class Backend(Resource):
+    """The Backend module: report external runs, invoke agents, resolve framework arguments.
+
+    Args:
+        configuration: settings; default read from the environment. Backends built with
+            equal configurations share one connection pool.
+    """
+
+    def __init__(self, configuration: Any = None, **kwargs: Any) -> None:
+        super().__init__(configuration, **kwargs)
+        self._tasks = Tasks(self.configuration, transport=self._transport)
+
+    def report_external_task(
+        self,
+        agent_id: Optional[str] = None,
+        agent: Optional[Agent] = None,
+        id: Optional[str] = None,
+        input: Optional[str] = None,
+        llm_response: Any = None,
+        tokens: Union[Tokens, Mapping[str, Any], None] = None,
+        is_success: bool = True,
+        result: Optional[str] = None,
+        duration: float = 0,
+        used_tools: Optional[Sequence[str]] = None,
+    ) -> Task:
+        """Record a run that happened outside the platform.
+
+        ``POST /agent-execution/{agent_id}/report_task`` with the 8-key body. The report
+        carries its own task id (a new uuid4 unless ``id`` is given), so it is safe to
+        retry: the platform stores it once.
+
+        Args:
+            agent_id: the agent the run belongs to.
+            agent: an :class:`Agent` (wins over ``agent_id``).
+            id: the task id to record (default: a new uuid4).
+            input: the input text.
+            llm_response: the raw LLM response (any JSON, or an attrs/dataclass/pydantic object).
+            tokens: a :class:`Tokens` or a dict of its fields.
+            is_success: whether the run succeeded.
+            result: the result text.
+            duration: seconds the run took.
+            used_tools: names of the tools used.
+
+        Returns:
+            The recorded :class:`Task`.
+
+        Raises:
+            MissingAgentError: no agent given and ``XPANDER_AGENT_ID`` unset.
+            InvalidInputError: a bad argument (named in the message).
+            ModuleException: the platform refused it or could not be reached.
+        """
+        target = resolve_agent_id(agent, agent_id, self.configuration.agent_id)
+        body = build_report_body(
+            id=id, input=input, llm_response=llm_response, tokens=tokens, is_success=is_success,
+            result=result, duration=duration, used_tools=used_tools,
+        )
+        response = self._transport.request(
+            "POST", f"/agent-execution/{target}/report_task", json=body, repeatable=True
+        )
+        return self._structure(response.data, Task)
+
+    def invoke_agent(
+        self,
+        agent_id: Optional[str] = None,
+        prompt: str = "",
+        existing_task_id: Optional[str] = None,
+        file_urls: Optional[List[str]] = None,
+        user_details: Union[User, Mapping[str, Any], None] = None,
+        agent_version: Union[int, str, None] = None,
+        tool_call_payload_extension: Optional[Dict[str, Any]] = None,
+        source: Optional[str] = "sdk",
+        worker_id: Optional[str] = None,
+        run_locally: bool = False,
+        output_format: Union[OutputFormat, str, None] = None,
+        output_schema: Optional[Dict[str, Any]] = None,
+        events_streaming: bool = False,
+        additional_context: Optional[str] = None,
+        expected_output: Optional[str] = None,
+        attachments: Optional[List[Dict[str, Any]]] = None,
+    ) -> Task:
+        """Create a task for an agent, or return the task a JSON prompt points at.
+
+        When ``prompt`` is a JSON object with ``xpander_task_id``, that task is loaded
+        (``GET /agent-execution/{id}/status``) and returned; its errors are raised (the
+        official SDK swallows them and creates a new task from the JSON text). Otherwise
+        ``POST /agent-execution/{agent_id}`` creates a task. Unlike the official SDK, the
+        agent is not loaded first: that request added nothing to the call.
+
+        Raises:
+            MissingAgentError: no agent id and ``XPANDER_AGENT_ID`` unset.
+            InvalidInputError: a bad argument.
+            ModuleException: the platform refused it or could not be reached.
+        """
+        task_id = _task_id_from_prompt(prompt)
+        if task_id is not None:
+            return self._tasks.get(task_id)
+        target = resolve_agent_id(None, agent_id, self.configuration.agent_id)
+        body = build_create_task_body(
+            prompt,
+            existing_task_id=existing_task_id,
+            file_urls=file_urls,
+            user_details=user_details,
+            payload_extension=tool_call_payload_extension,
+            source=source,
+            worker_id=worker_id,
+            run_locally=run_locally,
+            output_format=output_format,
+            output_schema=output_schema,
+            events_streaming=events_streaming,
+            additional_context=additional_context,
+            expected_output=expected_output,
+            attachments=attachments,
+        )
+        data = self._transport.request(
+            "POST", f"/agent-execution/{target}", json=body, headers=version_header(agent_version)
+        ).data
+        return self._structure(data, Task)
+
+    areport_external_task = async_twin(report_external_task)
+    ainvoke_agent = async_twin(invoke_agent)
+
+
+def _task_id_from_prompt(prompt: Any) -> Optional[str]:
+    if not isinstance(prompt, str):
+        raise InvalidInputError("prompt must be a string")
+    text = prompt.strip()
+    if not text.startswith("{"):
+        return None
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(parsed, dict) and "xpander_task_id" in parsed:
+        value = parsed["xpander_task_id"]
+        if not isinstance(value, str) or not value:
+            raise InvalidInputError("xpander_task_id in the prompt must be a non-empty string")
+        return value
+    return None

@@ -1,0 +1,215 @@
+"""Configuration: credentials, where the platform is, timeouts, retries and caches.
+
+A :class:`Configuration` reads the environment when it is *built* (never at import),
+and is frozen afterwards, so it can be shared between threads and used as a key.
+
+Environment variables (the same names and rules as the official SDK):
+
+============================  ==========================================================
+``XPANDER_API_KEY``           the API key, sent as ``x-api-key``
+``XPANDER_ORGANIZATION_ID``   organization id (needed for controller URLs)
+``XPANDER_BASE_URL``          API base URL; ``https://`` is added when no scheme is given
+``IS_STG``                    exactly ``"true"`` selects the staging host
+``XPANDER_AGENT_ID``          default agent for calls that take an agent
+============================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, Mapping, Optional, Tuple, Union
+from urllib.parse import urlsplit
+
+import attrs
+
+from ._redact import Secret, to_secret
+from ._retry import RetryPolicy
+from .errors import ConfigurationError
+
+ENV_API_KEY = "XPANDER_API_KEY"
+ENV_ORGANIZATION_ID = "XPANDER_ORGANIZATION_ID"
+ENV_BASE_URL = "XPANDER_BASE_URL"
+ENV_IS_STG = "IS_STG"
+ENV_AGENT_ID = "XPANDER_AGENT_ID"
+ENV_IS_CLOUD = "IS_XPANDER_CLOUD"
+
+DEFAULT_HOST = "inbound.xpander.ai"
+STAGING_HOST = "inbound.stg.xpander.ai"
+
+
+def _env(name: str) -> Optional[str]:
+    value = os.environ.get(name)
+    return value if value else None
+
+
+def is_cloud() -> bool:
+    """``True`` when running on the xpander cloud (``IS_XPANDER_CLOUD`` is exactly ``"true"``)."""
+    return os.environ.get(ENV_IS_CLOUD) == "true"
+
+
+def default_base_url() -> str:
+    """``XPANDER_BASE_URL``, else the production (or, with ``IS_STG=true``, staging) host."""
+    value = _env(ENV_BASE_URL)
+    if value is None:
+        value = STAGING_HOST if os.environ.get(ENV_IS_STG) == "true" else DEFAULT_HOST
+    return normalize_base_url(value)
+
+
+def normalize_base_url(value: str) -> str:
+    """Add ``https://`` when ``value`` has no scheme, and drop trailing slashes.
+
+    The official SDK only adds the scheme to the environment/default value; an explicit
+    ``base_url="host"`` then fails on every request. We normalise both (documented).
+    """
+    value = value.strip()
+    if not value.startswith(("http://", "https://")):
+        value = "https://" + value
+    value = value.rstrip("/")
+    parts = urlsplit(value)
+    if not parts.hostname:
+        raise ConfigurationError(
+            "base_url has no host: pass base_url='https://host' or set XPANDER_BASE_URL"
+        )
+    return value
+
+
+def needs_organization_segment(base_url: str) -> bool:
+    """Whether REST paths go under ``/{organization_id}`` (the agent-controller rule).
+
+    True when the host name contains ``agent-controller``, the port is 9016, or the first
+    path segment is ``agent-controller``.
+    """
+    parts = urlsplit(base_url)
+    host = parts.hostname or ""
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    first_segment = parts.path.strip("/").split("/", 1)[0]
+    return "agent-controller" in host or port == 9016 or first_segment == "agent-controller"
+
+
+def _base_url_converter(value: Optional[str]) -> str:
+    if value is None or not str(value).strip():
+        return default_base_url()
+    return normalize_base_url(str(value))
+
+
+def _proxies_converter(value: Optional[Mapping[str, str]]) -> Optional[Tuple[Tuple[str, str], ...]]:
+    if not value:
+        return None
+    return tuple(sorted((str(k), str(v)) for k, v in dict(value).items()))
+
+
+def _positive(instance: object, attribute: attrs.Attribute, value: float) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+        raise ConfigurationError(f"{attribute.name} must be a positive number of seconds")
+
+
+def _non_negative(instance: object, attribute: attrs.Attribute, value: float) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+        raise ConfigurationError(f"{attribute.name} must be a number of seconds >= 0 (0 disables)")
+
+
+def _pool_size(instance: object, attribute: attrs.Attribute, value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigurationError("pool_maxsize must be an integer >= 1")
+
+
+@attrs.frozen(kw_only=True)
+class Configuration:
+    """Settings shared by every client object.
+
+    Args:
+        api_key: the xpander API key (default: ``XPANDER_API_KEY``). Kept as a
+            :class:`~xpander_sync.Secret`; never shown in ``repr``.
+        organization_id: default ``XPANDER_ORGANIZATION_ID``.
+        base_url: default ``XPANDER_BASE_URL`` or the xpander host; normalised.
+        agent_id: default agent (default ``XPANDER_AGENT_ID``).
+        connect_timeout: seconds to establish a connection (default 10).
+        read_timeout: seconds of silence allowed between bytes of a response (default 60).
+            The official SDK waits up to 20-25 minutes on every call.
+        retry: the :class:`RetryPolicy`.
+        agent_cache_ttl: seconds a fetched agent is reused by ``get_args`` (0 disables).
+        metadata_cache_ttl: seconds org LLM headers and DB strings are reused (0 disables).
+        pool_maxsize: connections kept per host; at least the async twins' thread count.
+        verify: TLS verification: ``True``, ``False`` or a CA bundle path.
+        proxies: a requests-style proxies mapping.
+    """
+
+    api_key: Optional[Secret] = attrs.field(factory=lambda: _env(ENV_API_KEY), converter=to_secret)
+    organization_id: Optional[str] = attrs.field(factory=lambda: _env(ENV_ORGANIZATION_ID))
+    base_url: str = attrs.field(default=None, converter=_base_url_converter)
+    agent_id: Optional[str] = attrs.field(factory=lambda: _env(ENV_AGENT_ID))
+    connect_timeout: float = attrs.field(default=10.0, validator=_positive)
+    read_timeout: float = attrs.field(default=60.0, validator=_positive)
+    retry: RetryPolicy = attrs.field(factory=RetryPolicy)
+    agent_cache_ttl: float = attrs.field(default=5.0, validator=_non_negative)
+    metadata_cache_ttl: float = attrs.field(default=60.0, validator=_non_negative)
+    pool_maxsize: int = attrs.field(default=32, validator=_pool_size)
+    verify: Union[bool, str] = True
+    proxies: Optional[Tuple[Tuple[str, str], ...]] = attrs.field(default=None, converter=_proxies_converter)
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> "Configuration":
+        """Build from the environment; keyword arguments win over it."""
+        return cls(**overrides)  # type: ignore[arg-type]
+
+    @property
+    def timeout(self) -> Tuple[float, float]:
+        """``(connect, read)`` as requests expects it."""
+        return (self.connect_timeout, self.read_timeout)
+
+    @property
+    def proxies_dict(self) -> Optional[Dict[str, str]]:
+        """The proxies as a dict, or ``None``."""
+        return dict(self.proxies) if self.proxies else None
+
+    @property
+    def full_url(self) -> str:
+        """The URL REST paths are appended to (with ``/{organization_id}`` where required).
+
+        Raises:
+            ConfigurationError: the base URL needs an organization id and none is set.
+        """
+        if needs_organization_segment(self.base_url):
+            if not self.organization_id:
+                raise ConfigurationError(
+                    "organization_id missing: this base_url needs it; pass organization_id= "
+                    f"or set {ENV_ORGANIZATION_ID}"
+                )
+            return f"{self.base_url}/{self.organization_id}"
+        return self.base_url
+
+    @property
+    def events_root(self) -> str:
+        """The worker/events root: ``{controller}/{organization_id}``.
+
+        The inbound hosts map to their agent-controller twins; a local base URL on port
+        8085 maps to ``http://localhost:9016``; any other base URL is used as it is.
+        """
+        parts = urlsplit(self.base_url)
+        host = parts.hostname or ""
+        if host == DEFAULT_HOST:
+            base = "https://agent-controller.xpander.ai"
+        elif host == STAGING_HOST:
+            base = "https://agent-controller.stg.xpander.ai"
+        elif host in ("localhost", "127.0.0.1", "::1") and parts.port == 8085:
+            base = "http://localhost:9016"
+        else:
+            base = self.base_url
+        if not self.organization_id:
+            raise ConfigurationError(
+                f"organization_id missing: the worker needs it; pass organization_id= or set {ENV_ORGANIZATION_ID}"
+            )
+        return f"{base}/{self.organization_id}"
+
+    def require_api_key(self) -> str:
+        """The API key's value.
+
+        Raises:
+            ConfigurationError: no API key was configured.
+        """
+        if not self.api_key:
+            raise ConfigurationError(f"api_key missing: pass Configuration(api_key=...) or set {ENV_API_KEY}")
+        return self.api_key.reveal()

@@ -1,0 +1,192 @@
+"""The task model (an agent execution) and its parts."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any, Dict, List, Optional, Union
+
+import attrs
+
+from .._async import async_twin
+from .common import AgentExecutionStatus, OutputFormat, ThinkMode
+from .agent import MCPServerDetails
+from .tokens import Tokens
+
+from ..config import Configuration
+
+
+@attrs.define
+class User:
+    """The user a task runs for."""
+
+    email: Optional[str] = None
+    id: Optional[str] = None
+    first_name: Optional[str] = None
+    last_name: Optional[str] = None
+    additional_attributes: Optional[Dict[str, Any]] = None
+    timezone: Optional[str] = None
+
+
+@attrs.define
+class AgentExecutionInput:
+    """A task's input: text, file URLs, the user (and, when present, attachments and principal)."""
+
+    text: str = ""
+    files: Optional[List[str]] = attrs.field(factory=list)
+    user: Optional[User] = None
+    attachments: List[Dict[str, Any]] = attrs.field(factory=list)
+    principal: Optional[Dict[str, Any]] = None
+
+
+@attrs.define
+class DeepPlanningItem:
+    """One item of a deep-planning plan."""
+
+    id: str
+    title: str
+    completed: bool = False
+
+
+@attrs.define
+class DeepPlanning:
+    """A task's deep-planning state."""
+
+    enabled: bool = False
+    enforce: bool = False
+    started: bool = False
+    question_raised: bool = False
+    tasks: List[DeepPlanningItem] = attrs.field(factory=list)
+
+
+HUMAN_READABLE_EXTENSIONS = (
+    ".txt", ".csv", ".json", ".xml", ".html", ".htm", ".md", ".rst", ".yaml", ".yml", ".py", ".js",
+    ".ts", ".java", ".c", ".cpp", ".h", ".cs", ".go", ".rb", ".php", ".sh",
+)
+
+
+@attrs.define
+class Task:
+    """A task: one execution of an agent.
+
+    ``configuration`` (not on the wire) is the configuration the task was loaded with;
+    :meth:`save`, :meth:`reload` and the worker use it, never any shared state.
+    """
+
+    id: str
+    agent_id: str
+    organization_id: str
+    input: AgentExecutionInput
+    created_at: _dt.datetime
+    status: AgentExecutionStatus = AgentExecutionStatus.PENDING
+    internal_status: Optional[str] = None
+    last_executed_node_id: Optional[str] = None
+    agent_version: Optional[str] = None
+    started_at: Optional[_dt.datetime] = None
+    paused_at: Optional[_dt.datetime] = None
+    finished_at: Optional[_dt.datetime] = None
+    result: Optional[str] = None
+    parent_execution: Optional[str] = None
+    conversation_id: Optional[str] = None
+    conversation_kind: Optional[str] = None
+    sub_executions: List[str] = attrs.field(factory=list)
+    should_update_parent: bool = False
+    is_manually_stopped: bool = False
+    payload_extension: Optional[Dict[str, Any]] = None
+    execution_kind: Optional[str] = None
+    hitl_request: Optional[Dict[str, Any]] = None
+    pending_eca_request: Optional[Dict[str, Any]] = None
+    source: Optional[str] = None
+    voice_id: Optional[str] = None
+    output_format: Optional[OutputFormat] = None
+    output_schema: Optional[Dict[str, Any]] = None
+    events_streaming: bool = False
+    is_orchestration: bool = False
+    is_gateway: bool = False
+    is_app: bool = False
+    background_auth_eligible: bool = False
+    additional_context: Optional[str] = None
+    tool_call_limit: Optional[int] = None
+    instructions_override: Optional[str] = None
+    test_run_node_id: Optional[str] = None
+    user_oidc_token: Optional[str] = attrs.field(default=None, repr=False)
+    expected_output: Optional[str] = None
+    mcp_servers: List[MCPServerDetails] = attrs.field(factory=list)
+    triggering_agent_id: Optional[str] = None
+    title: Optional[str] = None
+    think_mode: Optional[ThinkMode] = ThinkMode.DEFAULT
+    disable_attachment_injection: bool = False
+    user_tokens: Optional[Dict[str, Any]] = attrs.field(default=None, repr=False)
+    deep_planning: DeepPlanning = attrs.field(factory=DeepPlanning)
+    must_deep_plan: bool = False
+    execution_attempts: int = 1
+    return_metrics: bool = False
+    llm_model_provider: Optional[str] = None
+    llm_model_name: Optional[str] = None
+    llm_reasoning_effort: Optional[str] = None
+    harness_cli: Optional[str] = None
+    permission_mode: Optional[str] = None
+    tokens: Optional[Tokens] = None
+    used_tools: List[str] = attrs.field(factory=list)
+    duration: float = 0.0
+    configuration: Optional[Configuration] = attrs.field(default=None, init=False, repr=False, eq=False)
+
+    # -- I/O through the Tasks resource ------------------------------------------------
+
+    def _tasks(self) -> Any:
+        from ..resources.tasks import Tasks
+
+        return Tasks(self.configuration)
+
+    def reload(self) -> "Task":
+        """Refresh every field from ``GET /agent-execution/{id}/status``; returns ``self``."""
+        fresh = self._tasks().get(self.id)
+        _copy_fields(fresh, self)
+        return self
+
+    def save(self, *, with_deep_plan_update: bool = False) -> "Task":
+        """Send the whole task (``PATCH /agent-execution/{id}/update``) and take the server's copy.
+
+        Args:
+            with_deep_plan_update: include ``deep_planning`` (left out by default, as the official SDK does).
+
+        Returns:
+            ``self``, updated from the response.
+        """
+        fresh = self._tasks().save(self, with_deep_plan_update=with_deep_plan_update)
+        _copy_fields(fresh, self)
+        return self
+
+    def set_status(self, status: Union[AgentExecutionStatus, str], result: Optional[str] = None) -> "Task":
+        """Set ``status`` and ``result`` (even when ``None``), then :meth:`save`."""
+        self.status = AgentExecutionStatus(status)
+        self.result = result
+        return self.save()
+
+    def stop(self) -> "Task":
+        """Stop the task (``DELETE /agent-execution/{id}``); returns ``self``, updated."""
+        fresh = self._tasks().stop(self.id)
+        _copy_fields(fresh, self)
+        return self
+
+    def to_message(self, *, download_timeout: float = 10.0) -> str:
+        """The task's input as one message for an LLM.
+
+        The text, then ``Files: <urls>`` when there are input files; the contents of
+        text-like files (by extension) are downloaded (without the API key) and added as
+        JSON lines, unless ``disable_attachment_injection`` is set.
+        """
+        from ..resources.tasks import render_message
+
+        return render_message(self, download_timeout=download_timeout)
+
+    areload = async_twin(reload)
+    asave = async_twin(save)
+    aset_status = async_twin(set_status)
+    astop = async_twin(stop)
+    ato_message = async_twin(to_message)
+
+
+def _copy_fields(source: Task, target: Task) -> None:
+    for field in attrs.fields(Task):
+        if field.name != "configuration":
+            setattr(target, field.name, getattr(source, field.name))

@@ -1,0 +1,6 @@
+"""Resources: each a thin layer of pure request building and parsing around one transport call."""
+
+from .agents import Agents
+from .tasks import Tasks
+
+__all__ = ["Agents", "Tasks"]

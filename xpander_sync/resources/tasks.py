@@ -1,0 +1,291 @@
+"""``Tasks``: create, load, save and stop tasks; and the pure body builders they use."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from urllib.parse import urlsplit
+
+import requests
+
+from .._async import async_twin
+from .._converter import unstructure
+from ..errors import InvalidInputError, ResponseDecodeError
+from ..models.agent import MCPServerDetails
+from ..models.common import AgentExecutionStatus, OutputFormat, ThinkMode
+from ..models.task import HUMAN_READABLE_EXTENSIONS, Task, User
+from ._base import Resource
+from .agents import check_id, version_header
+
+logger = logging.getLogger(__name__)
+
+#: The create-task body keys, in the order the official client sends them (all always present).
+CREATE_TASK_KEYS = (
+    "id", "input", "payload_extension", "source", "worker_id", "output_format", "output_schema",
+    "run_locally", "events_streaming", "additional_context", "instructions_override", "test_run_node_id",
+    "user_oidc_token", "expected_output", "mcp_servers", "triggering_agent_id", "title", "think_mode",
+    "disable_attachment_injection", "user_tokens", "return_metrics", "llm_model_provider", "llm_model_name",
+    "llm_reasoning_effort", "harness_cli", "permission_mode", "tool_call_limit",
+)
+
+
+def _enum_value(field: str, value: Any, enum_cls: Any, default: Optional[str] = None) -> Optional[str]:
+    if value is None:
+        return default
+    raw = value.value if isinstance(value, enum_cls) else value
+    if raw not in enum_cls.known():
+        raise InvalidInputError(f"{field} must be one of {', '.join(enum_cls.known())}")
+    return str(raw)
+
+
+def _user_json(user: Union[User, Mapping[str, Any], None]) -> Optional[Dict[str, Any]]:
+    if user is None:
+        return None
+    if isinstance(user, User):
+        return unstructure(user)  # type: ignore[no-any-return]
+    if isinstance(user, Mapping):
+        from .._converter import structure
+
+        try:
+            return unstructure(structure(dict(user), User))  # type: ignore[no-any-return]
+        except ResponseDecodeError as exc:
+            raise InvalidInputError(f"user_details is not a valid User: {'; '.join(exc.errors)}") from None
+    raise InvalidInputError("user_details must be an xpander_sync.User or a dict")
+
+
+def _mcp_json(servers: Optional[Sequence[Union[MCPServerDetails, Mapping[str, Any]]]]) -> List[Any]:
+    out = []
+    for i, server in enumerate(servers or []):
+        if isinstance(server, MCPServerDetails):
+            out.append(unstructure(server))
+        elif isinstance(server, Mapping):
+            from .._converter import structure
+
+            try:
+                out.append(unstructure(structure(dict(server), MCPServerDetails)))
+            except ResponseDecodeError as exc:
+                raise InvalidInputError(f"mcp_servers[{i}] is invalid: {'; '.join(exc.errors)}") from None
+        else:
+            raise InvalidInputError(f"mcp_servers[{i}] must be an MCPServerDetails or a dict")
+    return out
+
+
+def build_create_task_body(
+    prompt: str = "",
+    *,
+    existing_task_id: Optional[str] = None,
+    file_urls: Optional[List[str]] = None,
+    user_details: Union[User, Mapping[str, Any], None] = None,
+    payload_extension: Optional[Dict[str, Any]] = None,
+    source: Optional[str] = "sdk",
+    worker_id: Optional[str] = None,
+    output_format: Union[OutputFormat, str, None] = None,
+    output_schema: Optional[Dict[str, Any]] = None,
+    run_locally: bool = False,
+    events_streaming: bool = False,
+    additional_context: Optional[str] = None,
+    instructions_override: Optional[str] = None,
+    test_run_node_id: Optional[str] = None,
+    user_oidc_token: Optional[str] = None,
+    expected_output: Optional[str] = None,
+    mcp_servers: Optional[Sequence[Union[MCPServerDetails, Mapping[str, Any]]]] = None,
+    triggering_agent_id: Optional[str] = None,
+    title: Optional[str] = None,
+    think_mode: Union[ThinkMode, str, None] = ThinkMode.DEFAULT,
+    disable_attachment_injection: bool = False,
+    user_tokens: Optional[Dict[str, Any]] = None,
+    return_metrics: bool = False,
+    llm_model_provider: Optional[str] = None,
+    llm_model_name: Optional[str] = None,
+    llm_reasoning_effort: Optional[str] = None,
+    harness_cli: Optional[str] = None,
+    permission_mode: Optional[str] = None,
+    tool_call_limit: Optional[int] = None,
+    attachments: Optional[List[Dict[str, Any]]] = None,
+    principal: Optional[Dict[str, Any]] = None,
+) -> Dict[str, Any]:
+    """The create-task body: all 27 keys, nulls included (``input.attachments``/``principal`` only when set).
+
+    Raises:
+        InvalidInputError: a value of the wrong kind; the message names the field.
+    """
+    if not isinstance(prompt, str):
+        raise InvalidInputError("prompt must be a string")
+    if file_urls is not None and (
+        not isinstance(file_urls, (list, tuple)) or not all(isinstance(u, str) for u in file_urls)
+    ):
+        raise InvalidInputError("file_urls must be a list of URL strings")
+    if tool_call_limit is not None and (not isinstance(tool_call_limit, int) or tool_call_limit < 1):
+        raise InvalidInputError("tool_call_limit must be a positive integer")
+    for name, value in (("output_schema", output_schema), ("payload_extension", payload_extension),
+                        ("user_tokens", user_tokens)):
+        if value is not None and not isinstance(value, Mapping):
+            raise InvalidInputError(f"{name} must be a dict (a JSON object)")
+    task_input: Dict[str, Any] = {
+        "text": prompt,
+        "files": list(file_urls) if file_urls is not None else None,
+        "user": _user_json(user_details),
+    }
+    if attachments:
+        task_input["attachments"] = list(attachments)
+    if principal:
+        task_input["principal"] = dict(principal)
+    body = {
+        "id": existing_task_id,
+        "input": task_input,
+        "payload_extension": payload_extension,
+        "source": source,
+        "worker_id": worker_id,
+        "output_format": _enum_value("output_format", output_format, OutputFormat),
+        "output_schema": output_schema,
+        "run_locally": bool(run_locally),
+        "events_streaming": bool(events_streaming),
+        "additional_context": additional_context,
+        "instructions_override": instructions_override,
+        "test_run_node_id": test_run_node_id,
+        "user_oidc_token": user_oidc_token,
+        "expected_output": expected_output,
+        "mcp_servers": _mcp_json(mcp_servers),
+        "triggering_agent_id": triggering_agent_id,
+        "title": title,
+        "think_mode": _enum_value("think_mode", think_mode, ThinkMode, default="default"),
+        "disable_attachment_injection": bool(disable_attachment_injection),
+        "user_tokens": user_tokens,
+        "return_metrics": bool(return_metrics),
+        "llm_model_provider": llm_model_provider,
+        "llm_model_name": llm_model_name,
+        "llm_reasoning_effort": llm_reasoning_effort,
+        "harness_cli": harness_cli,
+        "permission_mode": permission_mode,
+        "tool_call_limit": tool_call_limit,
+    }
+    return body
+
+
+def task_save_body(task: Task, *, with_deep_plan_update: bool = False) -> Dict[str, Any]:
+    """The full-task PATCH body (``deep_planning`` only on request, as upstream)."""
+    body = unstructure(task)
+    if not with_deep_plan_update:
+        body.pop("deep_planning", None)
+    return body  # type: ignore[no-any-return]
+
+
+class Tasks(Resource):
+    """Tasks (agent executions)."""
+
+    def get(self, task_id: str) -> Task:
+        """Load a task (``GET /agent-execution/{task_id}/status``).
+
+        Raises:
+            NotFoundError: no such task.
+            ModuleException: any other platform or transport failure.
+        """
+        check_id("task_id", task_id)
+        return self._structure(self._transport.request("GET", f"/agent-execution/{task_id}/status").data, Task)
+
+    def create(self, agent_id: str, prompt: str = "", *, agent_version: Union[int, str, None] = None,
+               source: Optional[str] = None, file_urls: Optional[List[str]] = None, **options: Any) -> Task:
+        """Create a task (``POST /agent-execution/{agent_id}``).
+
+        Args:
+            agent_id: the agent to run.
+            prompt: the input text.
+            agent_version: sent as ``x-agent-version`` when given.
+            source: the task source (``None`` by default here, ``"sdk"`` from ``Agent.create_task``).
+            file_urls: input file URLs (default ``[]``).
+            **options: the other keyword arguments of :func:`build_create_task_body`.
+
+        Raises:
+            InvalidInputError: an unknown option or a bad value.
+            ModuleException: the platform refused or could not be reached.
+        """
+        check_id("agent_id", agent_id)
+        try:
+            body = build_create_task_body(
+                prompt, source=source, file_urls=[] if file_urls is None else file_urls, **options
+            )
+        except TypeError as exc:
+            raise InvalidInputError(f"unknown create-task option: {exc}") from None
+        data = self._transport.request(
+            "POST", f"/agent-execution/{agent_id}", json=body, headers=version_header(agent_version)
+        ).data
+        return self._structure(data, Task)
+
+    def save(self, task: Task, *, with_deep_plan_update: bool = False) -> Task:
+        """Send the whole task (``PATCH /agent-execution/{id}/update``); returns the server's copy."""
+        if not isinstance(task, Task):
+            raise InvalidInputError("task must be an xpander_sync.Task")
+        body = task_save_body(task, with_deep_plan_update=with_deep_plan_update)
+        data = self._transport.request("PATCH", f"/agent-execution/{check_id('task.id', task.id)}/update",
+                                       json=body).data
+        return self._structure(data, Task)
+
+    def update(
+        self,
+        task_id: str,
+        *,
+        tool_call_payload_extension: Optional[Dict[str, Any]] = None,
+        source: Optional[str] = None,
+        status: Union[AgentExecutionStatus, str, None] = None,
+        last_executed_node_id: Optional[str] = None,
+        result: Optional[str] = None,
+    ) -> Task:
+        """Partial update: only the arguments that are not ``None`` are sent."""
+        check_id("task_id", task_id)
+        body: Dict[str, Any] = {}
+        if tool_call_payload_extension is not None:
+            body["tool_call_payload_extension"] = tool_call_payload_extension
+        if source is not None:
+            body["source"] = source
+        if status is not None:
+            body["status"] = _enum_value("status", status, AgentExecutionStatus)
+        if last_executed_node_id is not None:
+            body["last_executed_node_id"] = last_executed_node_id
+        if result is not None:
+            body["result"] = result
+        data = self._transport.request("PATCH", f"/agent-execution/{task_id}/update", json=body).data
+        return self._structure(data, Task)
+
+    def stop(self, task_id: str) -> Task:
+        """Stop a task (``DELETE /agent-execution/{task_id}``)."""
+        check_id("task_id", task_id)
+        return self._structure(self._transport.request("DELETE", f"/agent-execution/{task_id}").data, Task)
+
+    aget = async_twin(get)
+    acreate = async_twin(create)
+    asave = async_twin(save)
+    aupdate = async_twin(update)
+    astop = async_twin(stop)
+
+
+def render_message(task: Task, *, download_timeout: float = 10.0) -> str:
+    """The LLM message of a task (see :meth:`Task.to_message`)."""
+    message = task.input.text or ""
+    files = list(task.input.files or [])
+    if not files:
+        return message
+    if message:
+        message += "\n"
+    message += "Files: " + ", ".join(files)
+    readable = [u for u in files if urlsplit(u).path.lower().endswith(HUMAN_READABLE_EXTENSIONS)]
+    if not readable:
+        return message
+    message += "\nFiles contents:"
+    for url in readable:
+        entry: Dict[str, Any] = {"url": url}
+        if not task.disable_attachment_injection:
+            entry["content"] = _download_text(url, download_timeout)
+        message += "\n" + json.dumps(entry)
+    return message
+
+
+def _download_text(url: str, timeout: float) -> str:
+    # A plain request: file hosts must never receive the xpander API key.
+    try:
+        response = requests.get(url, timeout=timeout, allow_redirects=True)
+        response.raise_for_status()
+        return response.text
+    except requests.RequestException as exc:
+        logger.warning("could not download task file %s: %s", urlsplit(url).path, type(exc).__name__)
+        return f"Error: {type(exc).__name__}"

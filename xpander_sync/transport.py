@@ -1,0 +1,394 @@
+"""The one HTTP transport: a pooled ``requests.Session``, retries, and error mapping.
+
+* One :class:`Transport` per :class:`~xpander_sync.Configuration` value: client objects
+  built without a configuration (``Backend()``, ``Agents()``, ``Tasks()``) share one,
+  so a web app that builds them per request still reuses connections.
+* The session is configured once and never mutated afterwards (requests' Session is
+  not documented as thread-safe for mutation); per-call headers are arguments, and
+  cookies are refused so that no response changes shared state.
+* After ``fork()`` (gunicorn ``--preload``, Celery) the child opens fresh connections.
+* Redirects are not followed: a redirect to another host must not carry ``x-api-key``.
+* Every attempt logs one DEBUG line: method, route, status, milliseconds, attempt.
+"""
+
+from __future__ import annotations
+
+import json as _json
+import logging
+import os
+import random
+import threading
+import time
+import weakref
+from http.cookiejar import DefaultCookiePolicy
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NewConnectionError
+
+from ._redact import scrub
+from ._retry import parse_retry_after, retry_delay
+from ._version import __version__
+from .config import Configuration
+from .errors import (
+    APIError,
+    RateLimitError,
+    RequestTimeoutError,
+    ResponseDecodeError,
+    TransportError,
+    error_class_for_status,
+)
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = f"xpander-sync/{__version__}"
+_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
+_MESSAGE_LIMIT = 500
+_UNSET: Any = object()
+
+_live_transports: "weakref.WeakSet[Transport]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for transport in list(_live_transports):
+        transport._forget_session()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class Response:
+    """What :meth:`Transport.request` returns: status, headers and the decoded body."""
+
+    __slots__ = ("data", "headers", "status_code")
+
+    def __init__(self, status_code: int, headers: Mapping[str, str], data: Any):
+        self.status_code = status_code
+        self.headers = headers
+        self.data = data
+
+
+class Transport:
+    """Sends requests to the platform for one configuration.
+
+    Args:
+        configuration: where and how to connect.
+        sleep: injected for tests (retry backoff).
+        rand: injected for tests (backoff jitter), returns a float in [0, 1).
+    """
+
+    def __init__(
+        self,
+        configuration: Configuration,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.configuration = configuration
+        self._sleep = sleep
+        self._rand = rand
+        self._lock = threading.Lock()
+        self._session: Optional[requests.Session] = None
+        self._pid = os.getpid()
+        api_key = configuration.api_key.reveal() if configuration.api_key else None
+        self._secrets: Tuple[str, ...] = (api_key,) if api_key else ()
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        if api_key:
+            headers["x-api-key"] = api_key
+        self._base_headers = headers
+        _live_transports.add(self)
+
+    # -- session lifecycle -------------------------------------------------------------
+
+    def _new_session(self) -> requests.Session:
+        session = requests.Session()
+        session.headers.clear()
+        session.trust_env = True
+        adapter = HTTPAdapter(
+            pool_connections=4,
+            pool_maxsize=self.configuration.pool_maxsize,
+            max_retries=0,
+            pool_block=False,
+        )
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+        session.verify = self.configuration.verify
+        proxies = self.configuration.proxies_dict
+        if proxies:
+            session.proxies.update(proxies)
+        return session
+
+    @property
+    def session(self) -> requests.Session:
+        """The pooled session, (re)created lazily, and anew in a forked child."""
+        session = self._session
+        if session is not None and self._pid == os.getpid():
+            return session
+        with self._lock:
+            if self._session is None or self._pid != os.getpid():
+                self._session = self._new_session()
+                self._pid = os.getpid()
+            return self._session
+
+    def _forget_session(self) -> None:
+        # In a forked child: drop (do not close) the parent's sockets.
+        self._session = None
+
+    def close(self) -> None:
+        """Close pooled connections (a new session is opened on the next request)."""
+        with self._lock:
+            session, self._session = self._session, None
+        if session is not None:
+            session.close()
+
+    @property
+    def secrets(self) -> Tuple[str, ...]:
+        """Values that must never appear in errors or logs (the API key)."""
+        return self._secrets
+
+    # -- requests ----------------------------------------------------------------------
+
+    def url_for(self, path: str) -> str:
+        """The absolute URL of an API path."""
+        return self.configuration.full_url.rstrip("/") + "/" + path.lstrip("/")
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = _UNSET,
+        params: Optional[Mapping[str, Any]] = None,
+        headers: Optional[Mapping[str, str]] = None,
+        repeatable: Optional[bool] = None,
+        timeout: Optional[Tuple[float, float]] = None,
+        url: Optional[str] = None,
+    ) -> Response:
+        """Send one request (with retries) and decode its JSON answer.
+
+        Args:
+            method: HTTP method.
+            path: path under the configured API URL (ignored when ``url`` is given).
+            json: the JSON body; omitted for GET/DELETE as the platform expects.
+            params: query parameters (booleans are sent as ``true``/``false``).
+            headers: extra headers for this call.
+            repeatable: safe to send twice; default: every method but POST.
+            timeout: ``(connect, read)`` override.
+            url: an absolute URL outside the REST root (the events endpoints).
+
+        Returns:
+            The :class:`Response`; ``data`` is the decoded JSON, or ``None`` for an empty body.
+
+        Raises:
+            TransportError: no response (RequestTimeoutError for timeouts).
+            APIError: a non-2xx answer (a subclass per status).
+            ResponseDecodeError: a 2xx answer that is not JSON.
+        """
+        method = method.upper()
+        if repeatable is None:
+            repeatable = method in _IDEMPOTENT_METHODS
+        target = url or self.url_for(path)
+        route = urlsplit(target).path or "/"
+        send_headers = dict(self._base_headers)
+        if headers:
+            send_headers.update(headers)
+        body: Optional[bytes] = None
+        if json is not _UNSET and method not in ("GET", "DELETE", "HEAD"):
+            body = _json.dumps(json, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            send_headers["Content-Type"] = "application/json"
+        query = _encode_params(params) if params else None
+        timeout = timeout or self.configuration.timeout
+        policy = self.configuration.retry
+        attempt = 0
+        while True:
+            attempt += 1
+            started = time.perf_counter()
+            try:
+                response = self.session.request(
+                    method,
+                    target,
+                    params=query,
+                    data=body,
+                    headers=send_headers,
+                    timeout=timeout,
+                    allow_redirects=False,
+                )
+            except requests.exceptions.RequestException as exc:
+                elapsed = (time.perf_counter() - started) * 1000
+                connect_failure = _is_connect_failure(exc)
+                self._log(method, route, type(exc).__name__, elapsed, attempt)
+                delay = retry_delay(
+                    policy,
+                    attempt=attempt,
+                    repeatable=repeatable,
+                    connect_failure=connect_failure,
+                    other_transport_failure=not connect_failure,
+                    rand=self._rand,
+                )
+                if delay is None:
+                    raise self._transport_error(exc, method, route, attempt) from None
+                logger.info(
+                    "retrying %s %s in %.2fs after %s (attempt %d)",
+                    method, route, delay, type(exc).__name__, attempt,
+                )
+                self._sleep(delay)
+                continue
+            elapsed = (time.perf_counter() - started) * 1000
+            status = response.status_code
+            self._log(method, route, status, elapsed, attempt)
+            if 200 <= status < 300:
+                return Response(status, response.headers, self._decode(response, method, route))
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            delay = retry_delay(
+                policy, attempt=attempt, repeatable=repeatable, status=status,
+                retry_after=retry_after, rand=self._rand,
+            )
+            if delay is None:
+                raise self._api_error(response, method, route, retry_after, attempt)
+            logger.info(
+                "retrying %s %s in %.2fs after HTTP %d (attempt %d)", method, route, delay, status, attempt
+            )
+            response.close()
+            self._sleep(delay)
+
+    def _log(self, method: str, route: str, outcome: object, elapsed_ms: float, attempt: int) -> None:
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s %s -> %s in %.0f ms (attempt %d/%d)",
+                method, route, outcome, elapsed_ms, attempt, self.configuration.retry.max_retries + 1,
+            )
+
+    def _decode(self, response: requests.Response, method: str, route: str) -> Any:
+        content = response.content
+        if not content or not content.strip():
+            return None
+        try:
+            return _json.loads(content)
+        except ValueError:
+            ctype = response.headers.get("Content-Type", "unknown")
+            raise ResponseDecodeError(
+                f"response of {method} {route}",
+                [f"expected a JSON body, got {ctype!s:.60} ({len(content)} bytes)"],
+                status_code=response.status_code,
+            ) from None
+
+    def _server_message(self, response: requests.Response) -> str:
+        try:
+            text = response.text
+        except Exception:  # pragma: no cover - undecodable body
+            text = ""
+        message = text
+        try:
+            data = _json.loads(text) if text else None
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            for key in ("detail", "message", "error", "description"):
+                if isinstance(data.get(key), str) and data[key]:
+                    message = data[key]
+                    break
+        message = scrub(message.strip(), self._secrets) or (response.reason or "no message")
+        if len(message) > _MESSAGE_LIMIT:
+            message = message[:_MESSAGE_LIMIT] + "..."
+        return message
+
+    def _api_error(
+        self, response: requests.Response, method: str, route: str, retry_after: Optional[float], attempt: int
+    ) -> APIError:
+        status = response.status_code
+        message = self._server_message(response)
+        if status in (401, 403):
+            message += " (check the API key: XPANDER_API_KEY or Configuration(api_key=...))"
+        if attempt > 1:
+            message += f" after {attempt} attempts"
+        request_id = response.headers.get("x-request-id") or response.headers.get("x-amzn-requestid")
+        cls = error_class_for_status(status)
+        if cls is RateLimitError:
+            return RateLimitError(
+                status, message, method=method, route=route, request_id=request_id, retry_after=retry_after
+            )
+        return cls(status, message, method=method, route=route, request_id=request_id)
+
+    def _transport_error(
+        self, exc: requests.exceptions.RequestException, method: str, route: str, attempts: int
+    ) -> TransportError:
+        if isinstance(exc, requests.exceptions.Timeout):
+            kind = "connect timeout" if isinstance(exc, requests.exceptions.ConnectTimeout) else "read timeout"
+            cls: type = RequestTimeoutError
+        elif isinstance(exc, requests.exceptions.SSLError):
+            kind, cls = "TLS error", TransportError
+        elif _is_connect_failure(exc):
+            kind, cls = "could not connect", TransportError
+        else:
+            kind, cls = "connection failed", TransportError
+        detail = scrub(_short_reason(exc), self._secrets)
+        return cls(  # type: ignore[no-any-return]
+            f"{kind} for {method} {route} after {attempts} attempt(s): {detail}", method=method, route=route
+        )
+
+
+def _short_reason(exc: BaseException) -> str:
+    """The innermost cause's class and message (urllib3 nests them), at most 300 characters."""
+    reason: Any = exc.args[0] if exc.args else exc
+    reason = getattr(reason, "reason", None) or reason
+    if isinstance(reason, BaseException):
+        return f"{type(reason).__name__}: {reason}"[:300]
+    return str(reason)[:300]
+
+
+def _is_connect_failure(exc: BaseException) -> bool:
+    """True when no connection was established, so nothing reached the server."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.exceptions.SSLError):
+        return False
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        reason = exc.args[0] if exc.args else None
+        inner = getattr(reason, "reason", None)
+        return isinstance(inner, NewConnectionError) or isinstance(reason, NewConnectionError)
+    return False
+
+
+def _encode_params(params: Mapping[str, Any]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for key, value in params.items():
+        if value is None:
+            continue
+        out[key] = ("true" if value else "false") if isinstance(value, bool) else value
+    return out
+
+
+# -- the shared, process-wide transports ---------------------------------------------------
+
+_shared: Dict[Configuration, Transport] = {}
+_shared_lock = threading.Lock()
+_SHARED_LIMIT = 64
+
+
+def shared_transport(configuration: Configuration) -> Transport:
+    """The process-wide :class:`Transport` for a configuration value (created on first use)."""
+    transport = _shared.get(configuration)
+    if transport is not None:
+        return transport
+    with _shared_lock:
+        transport = _shared.get(configuration)
+        if transport is None:
+            if len(_shared) >= _SHARED_LIMIT:  # many distinct configurations: drop the oldest
+                oldest = next(iter(_shared))
+                _shared.pop(oldest).close()
+            transport = Transport(configuration)
+            _shared[configuration] = transport
+        return transport
+
+
+def reset_shared_transports() -> None:
+    """Close and forget every shared transport (for tests and after changing the environment)."""
+    with _shared_lock:
+        transports = list(_shared.values())
+        _shared.clear()
+    for transport in transports:
+        transport.close()
