@@ -72,7 +72,7 @@ def test_organization_segment_rule(base, needs):
 def test_organization_segment_without_organization_is_a_clear_error():
     cfg = Configuration(base_url="http://localhost:9016")
     with pytest.raises(ConfigurationError, match="XPANDER_ORGANIZATION_ID"):
-        cfg.full_url
+        _ = cfg.full_url
 
 
 @pytest.mark.parametrize(

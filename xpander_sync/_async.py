@@ -18,7 +18,7 @@ from typing import Any, Awaitable, Callable, Optional, TypeVar
 R = TypeVar("R")
 
 #: The event loop of the ``aX`` call currently running this thread's blocking code.
-caller_loop: "contextvars.ContextVar[Optional[asyncio.AbstractEventLoop]]" = contextvars.ContextVar(
+caller_loop: contextvars.ContextVar[Optional[asyncio.AbstractEventLoop]] = contextvars.ContextVar(
     "xpander_sync_caller_loop", default=None
 )
 

@@ -36,7 +36,10 @@ converter = cattrs.Converter(detailed_validation=True)
 # -- primitives ----------------------------------------------------------------------------
 
 
-def _strict_str(value: Any, _: Any) -> str:
+def _strict_str(value: Any, cls: Any) -> str:
+    # singledispatch on ``str`` also catches str subclasses: our enums.
+    if cls is not str and _is_open_enum(cls):
+        return _structure_enum(value, cls)
     if isinstance(value, str):
         return value
     raise TypeError("expected a string")
@@ -143,7 +146,7 @@ def _structure_factory(cls: Any) -> Callable[[Any, Any], Any]:
 def _unstructure_factory(cls: Any) -> Callable[[Any], Dict[str, Any]]:
     names = {f.name for f in attrs.fields(cls)}
     overrides = {"configuration": override(omit=True)} if "configuration" in names else {}
-    return make_dict_unstructure_fn(cls, converter, **overrides)
+    return make_dict_unstructure_fn(cls, converter, **overrides)  # type: ignore[arg-type]
 
 
 converter.register_structure_hook_factory(_is_model, _structure_factory)

@@ -52,8 +52,8 @@ def parse_retry_after(value: Optional[str]) -> Optional[float]:
         return max(0.0, float(value))
     except ValueError:
         pass
-    from email.utils import parsedate_to_datetime
     import datetime as _dt
+    from email.utils import parsedate_to_datetime
 
     try:
         when = parsedate_to_datetime(value)

@@ -8,7 +8,7 @@ import logging
 import math
 import os
 import uuid
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 import attrs
 
@@ -70,7 +70,7 @@ def _tokens_json(tokens: Union[Tokens, Mapping[str, Any], None]) -> Optional[Dic
         tokens = Tokens(**values)
     if not isinstance(tokens, Tokens):
         raise InvalidInputError("tokens must be an xpander_sync.Tokens, a dict, or None")
-    return unstructure(tokens)  # type: ignore[no-any-return]
+    return unstructure(tokens)
 
 
 def _jsonable(value: Any, field: str) -> Any:
@@ -256,8 +256,92 @@ class Backend(Resource):
         ).data
         return self._structure(data, Task)
 
+    def get_args(
+        self,
+        agent_id: Optional[str] = None,
+        agent: Optional[Agent] = None,
+        agent_version: Union[int, str, None] = None,
+        task: Optional[Task] = None,
+        override: Optional[Dict[str, Any]] = None,
+        tools: Optional[Sequence[Any]] = None,
+        auth_events_callback: Optional[Callable[..., Any]] = None,
+        framework: Optional[str] = None,
+    ) -> Dict[str, Any]:
+        """Keyword arguments for the agent framework's constructor.
+
+        ``agno.agent.Agent(**Backend().get_args(agent_id="..."))`` (or ``agno.team.Team``
+        when the result has ``members``). Works with and without a task.
+
+        Args:
+            agent_id: the agent to load (``GET /agents/{id}``, cached for ``agent_cache_ttl``).
+            agent: an already loaded :class:`Agent` (wins over ``agent_id``; not modified).
+            agent_version: load this version (``x-agent-version``); ignored with ``agent=``.
+            task: the task being run: its user, ids, instructions/output overrides and MCP
+                tokens are used, and tool calls carry its id.
+            override: constructor arguments that replace the built ones (applied last).
+            tools: extra tools appended to the built ones.
+            auth_events_callback: called as ``callback(agent, task, event)`` for each MCP
+                auth event of this call (sync or async), besides ``@on_auth_event`` handlers.
+            framework: build for this framework instead of the agent's own.
+
+        Returns:
+            A dict of constructor keyword arguments.
+
+        Raises:
+            MissingAgentError: no agent given and ``XPANDER_AGENT_ID`` unset.
+            InvalidInputError: a bad argument (named in the message).
+            FrameworkNotInstalledError: the framework package is missing (the message names the extra).
+            UnsupportedFrameworkError: no adapter for the agent's framework.
+            AuthenticationRequiredError: an MCP server needs a login that did not complete.
+            ModuleException: the platform refused a request or could not be reached.
+        """
+        from ._async import caller_loop
+        from .frameworks import dispatch_get_args
+        from .frameworks._context import BuildContext
+
+        if task is not None and not isinstance(task, Task):
+            raise InvalidInputError("task must be an xpander_sync.Task (or None)")
+        if override is not None and not isinstance(override, Mapping):
+            raise InvalidInputError("override must be a dict of constructor arguments (or None)")
+        if tools is not None and (isinstance(tools, (str, bytes, Mapping)) or not isinstance(tools, Sequence)):
+            raise InvalidInputError("tools must be a list of tools (or None)")
+        if auth_events_callback is not None and not callable(auth_events_callback):
+            raise InvalidInputError("auth_events_callback must be callable as callback(agent, task, event)")
+        context = BuildContext(
+            self._transport, auth_events_callback=auth_events_callback, is_async=caller_loop.get() is not None
+        )
+        if agent is not None:
+            resolve_agent_id(agent, None, None)  # validates the type
+        else:
+            target = resolve_agent_id(None, agent_id, self.configuration.agent_id)
+            agent = context.load_agent(target, _version_number(agent_version))
+        return dispatch_get_args(
+            agent,
+            task=task,
+            override=dict(override) if override is not None else None,
+            tools=list(tools) if tools is not None else None,
+            auth_events_callback=auth_events_callback,
+            context=context,
+            framework=framework,
+        )
+
+    aget_args = async_twin(get_args)
     areport_external_task = async_twin(report_external_task)
     ainvoke_agent = async_twin(invoke_agent)
+
+
+def _version_number(value: Union[int, str, None]) -> Optional[int]:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise InvalidInputError("agent_version must be an int")
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise InvalidInputError("agent_version must be an int (or a numeric string)") from None
+    if number < 0:
+        raise InvalidInputError("agent_version must be >= 0")
+    return number or None
 
 
 def _task_id_from_prompt(prompt: Any) -> Optional[str]:

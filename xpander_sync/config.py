@@ -133,11 +133,16 @@ class Configuration:
         agent_cache_ttl: seconds a fetched agent is reused by ``get_args`` (0 disables).
         metadata_cache_ttl: seconds org LLM headers and DB strings are reused (0 disables).
         pool_maxsize: connections kept per host; at least the async twins' thread count.
+        mcp_auth_timeout: seconds ``get_args`` waits for a user to finish an MCP OAuth login
+            (the official SDK waits 600 s).
+        mcp_auth_poll_interval: seconds between polls of the MCP token route while waiting.
         verify: TLS verification: ``True``, ``False`` or a CA bundle path.
         proxies: a requests-style proxies mapping.
     """
 
-    api_key: Optional[Secret] = attrs.field(factory=lambda: _env(ENV_API_KEY), converter=to_secret)
+    api_key: Optional[Secret] = attrs.field(
+        factory=lambda: to_secret(_env(ENV_API_KEY)), converter=to_secret
+    )
     organization_id: Optional[str] = attrs.field(factory=lambda: _env(ENV_ORGANIZATION_ID))
     base_url: str = attrs.field(default=None, converter=_base_url_converter)
     agent_id: Optional[str] = attrs.field(factory=lambda: _env(ENV_AGENT_ID))
@@ -147,11 +152,13 @@ class Configuration:
     agent_cache_ttl: float = attrs.field(default=5.0, validator=_non_negative)
     metadata_cache_ttl: float = attrs.field(default=60.0, validator=_non_negative)
     pool_maxsize: int = attrs.field(default=32, validator=_pool_size)
+    mcp_auth_timeout: float = attrs.field(default=300.0, validator=_positive)
+    mcp_auth_poll_interval: float = attrs.field(default=1.0, validator=_positive)
     verify: Union[bool, str] = True
     proxies: Optional[Tuple[Tuple[str, str], ...]] = attrs.field(default=None, converter=_proxies_converter)
 
     @classmethod
-    def from_env(cls, **overrides: object) -> "Configuration":
+    def from_env(cls, **overrides: object) -> Configuration:
         """Build from the environment; keyword arguments win over it."""
         return cls(**overrides)  # type: ignore[arg-type]
 

@@ -28,6 +28,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
+from ._cache import PlatformCaches
 from ._redact import scrub
 from ._retry import parse_retry_after, retry_delay
 from ._version import __version__
@@ -48,7 +49,7 @@ _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELE
 _MESSAGE_LIMIT = 500
 _UNSET: Any = object()
 
-_live_transports: "weakref.WeakSet[Transport]" = weakref.WeakSet()
+_live_transports: weakref.WeakSet[Transport] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
@@ -99,6 +100,8 @@ class Transport:
         if api_key:
             headers["x-api-key"] = api_key
         self._base_headers = headers
+        #: caches of platform data used by get_args (shared by everyone using this transport)
+        self.caches = PlatformCaches(configuration.agent_cache_ttl, configuration.metadata_cache_ttl)
         _live_transports.add(self)
 
     # -- session lifecycle -------------------------------------------------------------
@@ -326,7 +329,7 @@ class Transport:
         else:
             kind, cls = "connection failed", TransportError
         detail = scrub(_short_reason(exc), self._secrets)
-        return cls(  # type: ignore[no-any-return]
+        return cls(
             f"{kind} for {method} {route} after {attempts} attempt(s): {detail}", method=method, route=route
         )
 

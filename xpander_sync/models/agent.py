@@ -15,9 +15,8 @@ import attrs
 
 from .._async import async_twin
 from .._redact import Secret, to_secret
-from .common import MCPServerAuthType, MCPServerTransport, MCPServerType, OutputFormat
-
 from ..config import Configuration
+from .common import MCPServerAuthType, MCPServerTransport, MCPServerType, OutputFormat
 
 if TYPE_CHECKING:  # pragma: no cover
     from .task import Task, User
@@ -87,7 +86,7 @@ class AgentInstructions:
         return f"{blocks}\n        " if blocks else ""
 
 
-def _coerce_transport(server: "MCPServerDetails") -> None:
+def _coerce_transport(server: MCPServerDetails) -> None:
     if server.type == MCPServerType.LOCAL:
         server.transport = MCPServerTransport.STDIO
     elif server.transport in (None, MCPServerTransport.STDIO):
@@ -310,10 +309,10 @@ class Agent:
         *,
         existing_task_id: Optional[str] = None,
         file_urls: Optional[List[str]] = None,
-        user_details: Optional["User"] = None,
+        user_details: Optional[User] = None,
         agent_version: Optional[str] = None,
         **options: Any,
-    ) -> "Task":
+    ) -> Task:
         """Create a task for this agent (``POST /agent-execution/{agent_id}``).
 
         Args:

@@ -27,7 +27,7 @@ class OpenStrEnum(str, enum.Enum):
         return str(self.value)
 
     @classmethod
-    def known(cls) -> "list[str]":
+    def known(cls) -> list[str]:
         """The values this version of the library knows."""
         return [m.value for m in cls]
 

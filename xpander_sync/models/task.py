@@ -8,11 +8,10 @@ from typing import Any, Dict, List, Optional, Union
 import attrs
 
 from .._async import async_twin
-from .common import AgentExecutionStatus, OutputFormat, ThinkMode
-from .agent import MCPServerDetails
-from .tokens import Tokens
-
 from ..config import Configuration
+from .agent import MCPServerDetails
+from .common import AgentExecutionStatus, OutputFormat, ThinkMode
+from .tokens import Tokens
 
 
 @attrs.define
@@ -137,13 +136,13 @@ class Task:
 
         return Tasks(self.configuration)
 
-    def reload(self) -> "Task":
+    def reload(self) -> Task:
         """Refresh every field from ``GET /agent-execution/{id}/status``; returns ``self``."""
         fresh = self._tasks().get(self.id)
         _copy_fields(fresh, self)
         return self
 
-    def save(self, *, with_deep_plan_update: bool = False) -> "Task":
+    def save(self, *, with_deep_plan_update: bool = False) -> Task:
         """Send the whole task (``PATCH /agent-execution/{id}/update``) and take the server's copy.
 
         Args:
@@ -156,13 +155,13 @@ class Task:
         _copy_fields(fresh, self)
         return self
 
-    def set_status(self, status: Union[AgentExecutionStatus, str], result: Optional[str] = None) -> "Task":
+    def set_status(self, status: Union[AgentExecutionStatus, str], result: Optional[str] = None) -> Task:
         """Set ``status`` and ``result`` (even when ``None``), then :meth:`save`."""
         self.status = AgentExecutionStatus(status)
         self.result = result
         return self.save()
 
-    def stop(self) -> "Task":
+    def stop(self) -> Task:
         """Stop the task (``DELETE /agent-execution/{id}``); returns ``self``, updated."""
         fresh = self._tasks().stop(self.id)
         _copy_fields(fresh, self)

@@ -38,5 +38,5 @@ class Resource:
     def _structure(self, data: Any, cls: Type[T]) -> T:
         obj = structure(data, cls)
         if hasattr(obj, "configuration"):
-            obj.configuration = self.configuration  # type: ignore[attr-defined]
+            obj.configuration = self.configuration
         return obj

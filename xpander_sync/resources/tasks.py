@@ -43,12 +43,12 @@ def _user_json(user: Union[User, Mapping[str, Any], None]) -> Optional[Dict[str,
     if user is None:
         return None
     if isinstance(user, User):
-        return unstructure(user)  # type: ignore[no-any-return]
+        return unstructure(user)
     if isinstance(user, Mapping):
         from .._converter import structure
 
         try:
-            return unstructure(structure(dict(user), User))  # type: ignore[no-any-return]
+            return unstructure(structure(dict(user), User))
         except ResponseDecodeError as exc:
             raise InvalidInputError(f"user_details is not a valid User: {'; '.join(exc.errors)}") from None
     raise InvalidInputError("user_details must be an xpander_sync.User or a dict")
@@ -168,7 +168,7 @@ def task_save_body(task: Task, *, with_deep_plan_update: bool = False) -> Dict[s
     body = unstructure(task)
     if not with_deep_plan_update:
         body.pop("deep_planning", None)
-    return body  # type: ignore[no-any-return]
+    return body
 
 
 class Tasks(Resource):

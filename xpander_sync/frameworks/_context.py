@@ -1,0 +1,330 @@
+"""What a framework adapter may ask of the platform while it builds arguments.
+
+An adapter never talks HTTP itself: it receives a :class:`BuildContext` bound to one
+``get_args`` call (its configuration, transport, caches, the caller's auth callback),
+so the identity used by a tool call or an OAuth flow is always *this* call's agent and
+task, never shared state (the official SDK reads a "current task" from its
+configuration at call time, which leaks between concurrent tasks).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Dict, List, Optional
+
+from .._async import call_maybe_async
+from .._converter import structure, unstructure
+from .._redact import scrub
+from ..config import Configuration
+from ..errors import (
+    APIError,
+    AuthenticationRequiredError,
+    ModuleException,
+    ResponseDecodeError,
+    TransportError,
+)
+from ..handlers import auth_event_handlers
+from ..models.agent import Agent, MCPServerDetails
+from ..models.common import MCPServerAuthType, TaskUpdateEventType
+from ..models.events import TaskUpdateEvent
+from ..models.task import Task
+from ..resources.agents import Agents, check_id
+from ..transport import Transport
+
+logger = logging.getLogger(__name__)
+
+AuthCallback = Callable[[Optional[Agent], Task, Any], Any]
+
+#: A user_tokens header map replaces the server headers and suppresses the bearer token.
+_BYPASS = "__bypass__"
+_NO_TOKEN = "__none__"
+_HANDLER_TIMEOUT = 60.0
+
+
+def sanitize_headers(value: Any) -> Dict[str, str]:
+    """Header dicts from the platform: string keys, non-blank values, stripped; anything else → ``{}``."""
+    if not isinstance(value, dict):
+        return {}
+    out: Dict[str, str] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not key.strip() or item is None:
+            continue
+        text = str(item).strip()
+        if text:
+            out[key.strip()] = text
+    return out
+
+
+class BuildContext:
+    """Platform access for one ``get_args`` call.
+
+    Args:
+        transport: the backend's transport (its caches are shared by every call).
+        auth_events_callback: the per-call auth callback, if any.
+        is_async: the call came from an async twin (``aget_args``).
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        auth_events_callback: Optional[AuthCallback] = None,
+        is_async: bool = False,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.transport = transport
+        self.auth_events_callback = auth_events_callback
+        self.is_async = is_async
+        self._sleep = sleep
+        self._clock = clock
+        self._agents = Agents(transport.configuration, transport=transport)
+
+    @property
+    def configuration(self) -> Configuration:
+        """The configuration of this call."""
+        return self.transport.configuration
+
+    # -- agents ------------------------------------------------------------------------
+
+    def load_agent(self, agent_id: str, version: Optional[int] = None) -> Agent:
+        """A fresh :class:`Agent`; its raw payload comes from the TTL cache when warm.
+
+        Every call structures a new object, so callers may modify it freely.
+        """
+        check_id("agent_id", agent_id)
+        key = (agent_id, str(version) if version else "latest")
+        raw = self.transport.caches.agents.get_or_load(key, lambda: self._agents.get_raw(agent_id, version))
+        agent = structure(raw, Agent)
+        agent.configuration = self.configuration
+        return agent
+
+    def load_agents(self, agent_ids: List[str]) -> List[Agent]:
+        """Several agents (team members), fetched concurrently, in the given order."""
+        if len(agent_ids) <= 1:
+            return [self.load_agent(i) for i in agent_ids]
+        with ThreadPoolExecutor(max_workers=min(8, len(agent_ids)), thread_name_prefix="xpander-members") as pool:
+            return list(pool.map(self.load_agent, agent_ids))
+
+    # -- metadata ----------------------------------------------------------------------
+
+    def org_llm_headers(self) -> Dict[str, str]:
+        """The organization's default LLM extra headers (``GET /metadata/default_llm_extra_headers``).
+
+        Cached for ``metadata_cache_ttl``. Fail-open: on an error the build goes on without
+        them, with a warning (the official SDK aborts get_args with a raw httpx error).
+        """
+
+        def fetch() -> Dict[str, str]:
+            data = self.transport.request("GET", "/metadata/default_llm_extra_headers").data
+            return sanitize_headers(data)
+
+        try:
+            return dict(self.transport.caches.org_headers.get_or_load("org", fetch))
+        except ModuleException as exc:
+            logger.warning("organization LLM headers unavailable, building without them: %s", exc)
+            return {}
+
+    def db_connection_uri(self, agent: Agent) -> str:
+        """The agent's session-storage URI (``GET /agents/{id}/db``), cached for ``metadata_cache_ttl``.
+
+        The URI holds a password: it is never logged.
+
+        Raises:
+            ResponseDecodeError: the platform returned no ``connection_uri.uri``.
+            ModuleException: the request failed.
+        """
+
+        def fetch() -> str:
+            data = self.transport.request("GET", f"/agents/{agent.id}/db").data
+            uri = None
+            if isinstance(data, dict) and isinstance(data.get("connection_uri"), dict):
+                uri = data["connection_uri"].get("uri")
+            if not isinstance(uri, str) or not uri.strip():
+                raise ResponseDecodeError("AgentDB", ["connection_uri.uri missing or empty @ $.connection_uri.uri"])
+            return uri.strip()
+
+        return self.transport.caches.db.get_or_load(agent.id, fetch)
+
+    # -- tools -------------------------------------------------------------------------
+
+    def invoke_tool(self, agent: Agent, task: Optional[Task], tool_id: str, payload: Dict[str, Any]) -> Any:
+        """Call an xpander tool for *this* agent and task.
+
+        ``POST /agents/{agent.id}/operations/{tool_id}`` with ``x-agent-version`` and, when
+        there is a task, ``x-execution-id``. Never raises for a platform or network failure:
+        the result then has ``is_error=True`` and the message, so the LLM can react.
+
+        Returns:
+            A :class:`~xpander_sync.models.tools.ToolInvocationResult`.
+        """
+        from ..models.tools import ToolInvocationResult
+
+        headers = {"x-agent-version": str(agent.version)}
+        task_id = task.id if task is not None else None
+        if task_id:
+            headers["x-execution-id"] = task_id
+        try:
+            response = self.transport.request(
+                "POST", f"/agents/{agent.id}/operations/{tool_id}", json=payload, headers=headers
+            )
+        except APIError as exc:
+            return ToolInvocationResult(
+                tool_id=tool_id, payload=payload, status_code=exc.status_code, result=exc.message,
+                is_success=False, is_error=True, task_id=task_id,
+            )
+        except ModuleException as exc:
+            return ToolInvocationResult(
+                tool_id=tool_id, payload=payload, status_code=exc.status_code, result=exc.description,
+                is_success=False, is_error=True, task_id=task_id,
+            )
+        return ToolInvocationResult(
+            tool_id=tool_id, payload=payload, status_code=response.status_code, result=response.data,
+            is_success=True, is_error=False, task_id=task_id,
+        )
+
+    # -- MCP ---------------------------------------------------------------------------
+
+    def mcp_headers(self, agent: Agent, task: Optional[Task], server: MCPServerDetails) -> Dict[str, str]:
+        """Headers to reach a remote MCP server, token included. ``server`` is not modified.
+
+        Token order (the reference's): the OIDC MCP-audience token; for ``oauth2`` servers a
+        token from ``task.user_tokens[<graph item id>]`` (a dict replaces the headers), else
+        the OAuth flow for the task's user; for every server, ``user_tokens`` entries; a
+        static ``api_key``. The bearer goes into ``Authorization``. Nothing is cached across
+        calls: another user's task runs its own flow.
+
+        Raises:
+            AuthenticationRequiredError: an OAuth server and no task user, a token issue, or
+                the login did not complete within ``mcp_auth_timeout``.
+        """
+        headers = {str(k): str(v) for k, v in (server.headers or {}).items()}
+        api_key = server.api_key.reveal() if server.api_key else None
+        item = agent.graph_item_for(server)
+        token_key = (item.id or item.item_id) if item is not None else server.id
+        user_tokens = task.user_tokens if task is not None and isinstance(task.user_tokens, dict) else {}
+        used_user_token = False
+
+        oidc_handled = False
+        oidc = user_tokens.get("oidc_tokens")
+        if agent.pre_auth_audiences and agent.oidc_pre_auth_token_mcp_audience and isinstance(oidc, dict):
+            token = oidc.get(agent.oidc_pre_auth_token_mcp_audience)
+            if token:
+                oidc_handled = True
+                if isinstance(token, str) and token != _NO_TOKEN:
+                    api_key = token
+
+        if server.auth_type == MCPServerAuthType.OAUTH2 and not oidc_handled:
+            supplied = user_tokens.get(token_key) if token_key else None
+            if isinstance(supplied, dict):
+                headers, api_key, used_user_token = sanitize_headers(supplied), _BYPASS, True
+            elif isinstance(supplied, str) and supplied:
+                api_key, used_user_token = supplied, True
+            if not api_key:
+                api_key = self._oauth_token(agent, task, server)
+
+        if not used_user_token and token_key and token_key in user_tokens:
+            supplied = user_tokens[token_key]
+            if isinstance(supplied, dict):
+                headers = sanitize_headers(supplied)
+            elif isinstance(supplied, str) and supplied and not api_key:
+                api_key = supplied
+
+        if api_key and api_key != _BYPASS:
+            headers["Authorization"] = f"Bearer {api_key}"
+        return headers
+
+    def _oauth_token(self, agent: Agent, task: Optional[Task], server: MCPServerDetails) -> str:
+        label = server.name or server.url or "MCP server"
+        user = task.input.user if task is not None else None
+        if task is None or user is None or not user.id:
+            raise AuthenticationRequiredError(
+                f"MCP server {label!r} uses OAuth and needs a user: pass task= with task.input.user.id set",
+                server=label,
+            )
+        uid = user.id if server.share_user_token_across_other_agents else f"{task.agent_id}_{user.id}"
+        route = f"/mcp_auth/{task.agent_id}/{uid}/get_token"
+        body = unstructure(server)
+        # The platform holds the server's credentials; do not send them (upstream posts client_secret).
+        body["api_key"] = None
+        body["client_secret"] = None
+        deadline = self._clock() + self.configuration.mcp_auth_timeout
+        login_url: Optional[str] = None
+        generate = True
+        while True:
+            answer = self.transport.request(
+                "POST", route, json=body, repeatable=True,
+                params={"execution_id": task.id, "generate_login_url": generate},
+            ).data
+            if not isinstance(answer, dict):
+                raise ResponseDecodeError("MCP token response", ["expected a JSON object @ $"])
+            kind = answer.get("type")
+            data: Dict[str, Any] = answer["data"] if isinstance(answer.get("data"), dict) else {}
+            if kind == "token_ready" and isinstance(data.get("access_token"), str) and data["access_token"]:
+                token: str = data["access_token"]
+                event_data = {
+                    "type": "token_ready",
+                    "data": {"access_token": "REDACTED", "server_url": server.url, "server_name": server.name},
+                }
+                self.push_auth_event(agent, task, event_data)
+                return token
+            if kind == "login_required" and generate:
+                login_url = data.get("url") if isinstance(data.get("url"), str) else None
+                self.push_auth_event(agent, task, {"type": "login_required", "data": dict(data)})
+                generate = False
+            elif kind in ("token_issue", "not_supported") and generate:
+                message = data["message"] if isinstance(data.get("message"), str) else str(kind)
+                raise AuthenticationRequiredError(
+                    f"MCP server {label!r} authentication failed: {scrub(message, self.transport.secrets)}",
+                    server=label,
+                )
+            elif kind not in ("login_required", "token_issue", "token_ready", "not_supported"):
+                raise ResponseDecodeError("MCP token response", ["unknown type @ $.type"])
+            if self._clock() >= deadline:
+                raise AuthenticationRequiredError(
+                    f"MCP server {label!r} needs a login that did not complete within "
+                    f"{self.configuration.mcp_auth_timeout:g} s: open the login URL from the auth event "
+                    "and call get_args again (or raise Configuration(mcp_auth_timeout=...))",
+                    server=label,
+                    login_url=login_url,
+                )
+            self._sleep(self.configuration.mcp_auth_poll_interval)
+
+    # -- events ------------------------------------------------------------------------
+
+    def push_auth_event(self, agent: Agent, task: Task, data: Dict[str, Any]) -> TaskUpdateEvent:
+        """Push an ``auth_event`` for the task, then deliver it to the handlers.
+
+        ``POST /agent-execution/{task.id}/events/push`` with a one-element array. The per-call
+        callback and every ``@on_auth_event`` handler each run once (a function registered
+        both ways runs once); a failing push or handler is logged and the others still run.
+        """
+        event = TaskUpdateEvent(
+            type=TaskUpdateEventType.AUTH_EVENT,
+            task_id=task.id,
+            organization_id=task.organization_id,
+            time=_dt.datetime.now(_dt.timezone.utc),
+            data=data,
+        )
+        try:
+            self.transport.request("POST", f"/agent-execution/{task.id}/events/push", json=[unstructure(event)])
+        except (APIError, TransportError) as exc:
+            logger.warning("could not push the auth event for task %s: %s", task.id, exc)
+        handlers: List[Callable[..., Any]] = []
+        if self.auth_events_callback is not None:
+            handlers.append(self.auth_events_callback)
+        for handler in auth_event_handlers.handlers():
+            if handler not in handlers:
+                handlers.append(handler)
+        for handler in handlers:
+            try:
+                call_maybe_async(handler, agent, task, event, timeout=_HANDLER_TIMEOUT)
+            except Exception as exc:  # a user handler: log and go on
+                logger.warning(
+                    "auth event handler %s raised %s; continuing",
+                    getattr(handler, "__qualname__", handler), type(exc).__name__,
+                )
+        return event
