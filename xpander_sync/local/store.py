@@ -1,0 +1,383 @@
+"""SQLite persistence for the local backend.
+
+The store keeps everything the local backend has to remember between requests and between restarts: tasks (the
+full Task JSON by id), external-task reports, pushed task events, tool calls, execution metrics and the MCP
+OAuth state (pending logins and issued tokens).
+
+Concurrency model:
+
+* The database runs in WAL mode, so readers never block the single writer and several *processes* can share
+  one file (each process running its own :class:`~xpander_sync.local.LocalBackend`).
+* Every operation opens its own short-lived connection (``busy_timeout`` set), so no connection object is ever
+  shared between threads. One extra "anchor" connection stays open for the life of the store; it keeps the WAL
+  file around instead of checkpointing and deleting it after every operation.
+* Read-modify-write operations run inside ``BEGIN IMMEDIATE``: the write lock is taken up front, so two
+  writers wait for each other (bounded by ``busy_timeout``) instead of failing with ``SQLITE_BUSY`` when a
+  deferred transaction tries to upgrade from a stale snapshot.
+
+JSON documents are stored as text. Nothing in this module knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import sqlite3
+import tempfile
+import threading
+import time
+import weakref
+from typing import Any, Callable, Iterator, Optional
+
+logger = logging.getLogger(__name__)
+
+#: How long (seconds) a connection waits for another writer before giving up.
+BUSY_TIMEOUT_S = 30.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    id         TEXT NOT NULL UNIQUE,
+    agent_id   TEXT NOT NULL,
+    data       TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reports (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          TEXT NOT NULL UNIQUE,
+    agent_id    TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    received_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id     TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    received_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_task ON events (task_id);
+CREATE TABLE IF NOT EXISTS tool_calls (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    agent_id    TEXT NOT NULL,
+    tool_id     TEXT NOT NULL,
+    data        TEXT NOT NULL,
+    received_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    agent_id    TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    received_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS mcp_tokens (
+    user_id    TEXT NOT NULL,
+    server_url TEXT NOT NULL,
+    token      TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (user_id, server_url)
+);
+CREATE TABLE IF NOT EXISTS mcp_logins (
+    state        TEXT PRIMARY KEY,
+    agent_id     TEXT NOT NULL,
+    user_id      TEXT NOT NULL,
+    server_url   TEXT NOT NULL,
+    server_name  TEXT,
+    execution_id TEXT,
+    created_at   REAL NOT NULL,
+    completed_at REAL
+);
+"""
+
+
+class StoreClosedError(RuntimeError):
+    """Raised when a closed :class:`Store` is used (its private temporary file may already be gone)."""
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+class Store:
+    """A small SQLite store shared by the request threads of one or more local backends.
+
+    Args:
+        path: The database file. ``None`` or ``":memory:"`` create a private file in a fresh temporary
+            directory, removed again by :meth:`close` (an in-memory database could not be shared between the
+            per-operation connections). Any other value is a file path; it is created when missing and its
+            contents survive :meth:`close`, so a new store on the same path sees the same data.
+
+    Raises:
+        sqlite3.Error: The file cannot be opened or initialised.
+    """
+
+    def __init__(self, path: Optional[str] = None) -> None:
+        self._cleanup: Optional[weakref.finalize] = None
+        if path is None or path == ":memory:":
+            tmpdir = tempfile.mkdtemp(prefix="xpander-local-")
+            # Removed by close(), or at garbage collection / interpreter exit when close() is never called.
+            self._cleanup = weakref.finalize(self, shutil.rmtree, tmpdir, ignore_errors=True)
+            path = os.path.join(tmpdir, "local.db")
+        self.path: str = os.fspath(path)
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._anchor = self._open()
+        self._init_schema()
+
+    # -- connections -------------------------------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        # isolation_level=None: autocommit; transactions are explicit (BEGIN IMMEDIATE) where needed.
+        conn = sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        conn.execute("PRAGMA synchronous = NORMAL")  # durable enough in WAL mode, and much faster
+        return conn
+
+    def _init_schema(self) -> None:
+        # Several processes may initialise the same fresh file at once. Switching to WAL needs an exclusive
+        # lock; the busy handler normally covers that, the short retry loop covers the rest.
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                mode = self._anchor.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    logger.warning("SQLite file %s refused WAL mode (got %s)", self.path, mode)
+                self._anchor.executescript(_SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        if self._closed:
+            raise StoreClosedError("the local store is closed")
+        conn = self._open()
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """Yield a connection inside ``BEGIN IMMEDIATE``; commit on success, roll back on error."""
+        with self._connection() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the store; remove the private temporary file if the store created one. Idempotent."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._anchor.close()
+            if self._cleanup is not None:
+                self._cleanup()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has been called."""
+        return self._closed
+
+    # -- tasks -------------------------------------------------------------------------------------
+
+    def get_task(self, task_id: str) -> Optional[dict[str, Any]]:
+        """Return the stored Task JSON, or ``None``."""
+        with self._connection() as conn:
+            row = conn.execute("SELECT data FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def upsert_task(
+        self, task_id: str, build: Callable[[Optional[dict[str, Any]]], Optional[dict[str, Any]]]
+    ) -> Optional[dict[str, Any]]:
+        """Atomically create or replace a task.
+
+        Args:
+            task_id: The task id.
+            build: Called (under the write lock) with the stored task or ``None``; returns the task to store,
+                or ``None`` to leave the store unchanged. It may raise to abort the transaction.
+
+        Returns:
+            Whatever ``build`` returned.
+        """
+        with self._write() as conn:
+            row = conn.execute("SELECT data FROM tasks WHERE id = ?", (task_id,)).fetchone()
+            task = build(None if row is None else json.loads(row[0]))
+            if task is not None:
+                self._save_task(conn, task)
+        return task
+
+    @staticmethod
+    def _save_task(conn: sqlite3.Connection, task: dict[str, Any]) -> None:
+        conn.execute(
+            "INSERT INTO tasks (id, agent_id, data, updated_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
+            (task["id"], str(task.get("agent_id")), _dumps(task), time.time()),
+        )
+
+    def list_tasks(self) -> list[dict[str, Any]]:
+        """Return every stored task, oldest first."""
+        with self._connection() as conn:
+            rows = conn.execute("SELECT data FROM tasks ORDER BY seq").fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    # -- reports -----------------------------------------------------------------------------------
+
+    def add_report(
+        self,
+        report_id: str,
+        agent_id: str,
+        body: dict[str, Any],
+        build_task: Callable[[Optional[dict[str, Any]]], dict[str, Any]],
+    ) -> tuple[dict[str, Any], bool]:
+        """Store an external-task report and its task, once per report id.
+
+        Args:
+            report_id: The report (and task) id.
+            agent_id: The agent from the route.
+            body: The report body as received.
+            build_task: Called with the existing task (or ``None``) when the report is new; returns the task.
+
+        Returns:
+            ``(task, created)``: the stored task, and whether this call stored the report. A repeated report
+            id stores nothing and returns the task stored the first time.
+        """
+        with self._write() as conn:
+            seen = conn.execute("SELECT 1 FROM reports WHERE id = ?", (report_id,)).fetchone()
+            row = conn.execute("SELECT data FROM tasks WHERE id = ?", (report_id,)).fetchone()
+            existing = None if row is None else json.loads(row[0])
+            if seen is not None and existing is not None:
+                return existing, False
+            conn.execute(
+                "INSERT OR IGNORE INTO reports (id, agent_id, body, received_at) VALUES (?, ?, ?, ?)",
+                (report_id, agent_id, _dumps(body), time.time()),
+            )
+            task = build_task(existing)
+            self._save_task(conn, task)
+        return task, True
+
+    def list_reports(self) -> list[dict[str, Any]]:
+        """Return every report as ``{"id", "agent_id", "body", "received_at"}``, oldest first."""
+        with self._connection() as conn:
+            rows = conn.execute("SELECT id, agent_id, body, received_at FROM reports ORDER BY seq").fetchall()
+        return [{"id": r[0], "agent_id": r[1], "body": json.loads(r[2]), "received_at": r[3]} for r in rows]
+
+    # -- events, tool calls, metrics ---------------------------------------------------------------
+
+    def add_events(self, task_id: str, events: list[Any]) -> None:
+        """Append pushed task events (one row each, in order)."""
+        now = time.time()
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT INTO events (task_id, body, received_at) VALUES (?, ?, ?)",
+                [(task_id, _dumps(e), now) for e in events],
+            )
+
+    def list_events(self, task_id: Optional[str] = None) -> list[dict[str, Any]]:
+        """Return events as ``{"task_id", "event", "received_at"}``, oldest first, optionally for one task."""
+        query = "SELECT task_id, body, received_at FROM events"
+        args: tuple[Any, ...] = ()
+        if task_id is not None:
+            query += " WHERE task_id = ?"
+            args = (task_id,)
+        with self._connection() as conn:
+            rows = conn.execute(query + " ORDER BY seq", args).fetchall()
+        return [{"task_id": r[0], "event": json.loads(r[1]), "received_at": r[2]} for r in rows]
+
+    def add_tool_call(self, record: dict[str, Any]) -> None:
+        """Append a tool-call record (must hold ``agent_id`` and ``tool_id``)."""
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO tool_calls (agent_id, tool_id, data, received_at) VALUES (?, ?, ?, ?)",
+                (record["agent_id"], record["tool_id"], _dumps(record), time.time()),
+            )
+
+    def list_tool_calls(self) -> list[dict[str, Any]]:
+        """Return every tool-call record, oldest first."""
+        with self._connection() as conn:
+            rows = conn.execute("SELECT data FROM tool_calls ORDER BY seq").fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def add_metric(self, agent_id: str, body: Any) -> None:
+        """Append an execution-metrics report."""
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO metrics (agent_id, body, received_at) VALUES (?, ?, ?)",
+                (agent_id, _dumps(body), time.time()),
+            )
+
+    def list_metrics(self) -> list[dict[str, Any]]:
+        """Return metrics reports as ``{"agent_id", "body", "received_at"}``, oldest first."""
+        with self._connection() as conn:
+            rows = conn.execute("SELECT agent_id, body, received_at FROM metrics ORDER BY seq").fetchall()
+        return [{"agent_id": r[0], "body": json.loads(r[1]), "received_at": r[2]} for r in rows]
+
+    # -- MCP OAuth ---------------------------------------------------------------------------------
+
+    def get_mcp_token(self, user_id: str, server_url: str) -> Optional[str]:
+        """Return the token issued to ``user_id`` for ``server_url``, or ``None``."""
+        with self._connection() as conn:
+            row = conn.execute(
+                "SELECT token FROM mcp_tokens WHERE user_id = ? AND server_url = ?", (user_id, server_url)
+            ).fetchone()
+        return None if row is None else row[0]
+
+    def delete_mcp_token(self, user_id: str, server_url: str) -> None:
+        """Forget the token of ``user_id`` for ``server_url`` (no error when there is none)."""
+        with self._write() as conn:
+            conn.execute("DELETE FROM mcp_tokens WHERE user_id = ? AND server_url = ?", (user_id, server_url))
+
+    def pending_mcp_login(self, user_id: str, server_url: str) -> Optional[dict[str, Any]]:
+        """Return the newest uncompleted login of ``user_id`` for ``server_url``, or ``None``."""
+        with self._connection() as conn:
+            conn.row_factory = sqlite3.Row
+            row = conn.execute(
+                "SELECT * FROM mcp_logins WHERE user_id = ? AND server_url = ? AND completed_at IS NULL "
+                "ORDER BY created_at DESC LIMIT 1",
+                (user_id, server_url),
+            ).fetchone()
+        return None if row is None else dict(row)
+
+    def get_mcp_login(self, state: str) -> Optional[dict[str, Any]]:
+        """Return the login started under ``state``, or ``None``."""
+        with self._connection() as conn:
+            conn.row_factory = sqlite3.Row
+            row = conn.execute("SELECT * FROM mcp_logins WHERE state = ?", (state,)).fetchone()
+        return None if row is None else dict(row)
+
+    def add_mcp_login(self, login: dict[str, Any]) -> None:
+        """Record a pending login (keys: the ``mcp_logins`` columns except ``completed_at``)."""
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO mcp_logins (state, agent_id, user_id, server_url, server_name, execution_id, "
+                "created_at) VALUES (:state, :agent_id, :user_id, :server_url, :server_name, :execution_id, "
+                ":created_at)",
+                login,
+            )
+
+    def set_mcp_token(self, user_id: str, server_url: str, token: str) -> None:
+        """Store ``token`` for ``user_id`` and ``server_url``, completing that pair's pending logins."""
+        now = time.time()
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO mcp_tokens (user_id, server_url, token, created_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(user_id, server_url) DO UPDATE SET token = excluded.token, "
+                "created_at = excluded.created_at",
+                (user_id, server_url, token, now),
+            )
+            conn.execute(
+                "UPDATE mcp_logins SET completed_at = ? "
+                "WHERE user_id = ? AND server_url = ? AND completed_at IS NULL",
+                (now, user_id, server_url),
+            )
