@@ -14,6 +14,8 @@ import responses
 from xpander_sync import Configuration, RetryPolicy
 from xpander_sync.transport import Transport, reset_shared_transports
 
+pytest_plugins = ("xpander_sync.testing",)
+
 FIXTURES = Path(__file__).parent / "fixtures"
 BASE = "https://api.test.xpander"
 SENTINEL_KEY = "xpk-SENTINEL-7f3a9c1e5b2d"

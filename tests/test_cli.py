@@ -1,0 +1,134 @@
+"""The CLI, run as a user runs it: ``python -m xpander_sync`` in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+import requests
+
+from xpander_sync.cli import main
+from xpander_sync.local import LocalBackend
+
+SENTINEL = "xpk-CLI-SENTINEL-93b1"
+
+
+def run_cli(*argv, env=None, timeout=60):
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("XPANDER_")}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "xpander_sync", *argv], capture_output=True, text=True,
+                          env=full_env, timeout=timeout)
+
+
+@pytest.fixture
+def local(tmp_path):
+    with LocalBackend(db_path=str(tmp_path / "cli.sqlite3"), api_key=SENTINEL) as backend:
+        yield backend
+
+
+def env_for(local, key=SENTINEL):
+    return {"XPANDER_BASE_URL": local.url, "XPANDER_API_KEY": key}
+
+
+def test_report_prints_the_task_id(local):
+    done = run_cli("report", "--agent-id", "agt-openai", "--input", "q", "--result", "a", "--duration", "1.5",
+                   "--prompt-tokens", "3", "--completion-tokens", "4", "--tool", "search", "--tool", "fetch",
+                   env=env_for(local))
+    assert done.returncode == 0, done.stderr
+    task_id = done.stdout.strip()
+    (report,) = local.reports()
+    body = report["body"]
+    assert body["id"] == task_id and body["used_tools"] == ["search", "fetch"] and body["is_success"] is True
+    assert body["tokens"]["total_tokens"] == 7 and body["duration"] == 1.5
+
+
+def test_report_json_and_failed_flag(local):
+    done = run_cli("report", "--agent-id", "agt-openai", "--input", "q", "--result", "boom", "--failed", "--json",
+                   env=env_for(local))
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["agent_id"] == "agt-openai" and data["status"] == "failed"
+    assert local.reports()[0]["body"]["is_success"] is False
+
+
+def test_wrong_key_fails_with_one_line_and_no_secret(local):
+    done = run_cli("-v", "report", "--agent-id", "agt-openai", "--input", "q", "--result", "a",
+                   env=env_for(local, key="xpk-WRONG-SENTINEL-11"))
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("xpander-sync: failed: [403]")
+    assert "xpk-WRONG-SENTINEL-11" not in done.stdout + done.stderr
+    assert "DEBUG" in done.stderr  # -v was on, and still nothing leaked
+
+
+def test_api_key_flag_is_never_printed(local):
+    done = run_cli("--api-key", SENTINEL, "--base-url", local.url, "-v", "agents", "list", "--json")
+    assert done.returncode == 0, done.stderr
+    ids = [a["id"] for a in json.loads(done.stdout)]
+    assert "agt-openai" in ids and "agt-team" in ids
+    assert SENTINEL not in done.stdout + done.stderr
+
+
+def test_missing_agent_is_a_usage_error(local):
+    done = run_cli("report", "--input", "q", "--result", "a", env=env_for(local))
+    assert done.returncode == 2 and "XPANDER_AGENT_ID" in done.stderr and done.stdout == ""
+
+
+def test_unreachable_backend_fails_cleanly():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once the socket closes
+    done = run_cli("report", "--agent-id", "a", "--input", "q", "--result", "a",
+                   env={"XPANDER_BASE_URL": f"http://127.0.0.1:{port}", "XPANDER_API_KEY": SENTINEL})
+    assert done.returncode == 1
+    assert "could not connect" in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and SENTINEL not in done.stderr
+
+
+def test_tasks_show_masks_secrets(local):
+    from xpander_sync import Backend, Configuration
+
+    cfg = Configuration(api_key=SENTINEL, base_url=local.url)
+    task = Backend(cfg).report_external_task(agent_id="agt-openai", input="q", result="r")
+    done = run_cli("tasks", "show", task.id, "--json", env=env_for(local))
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["id"] == task.id and data["result"] == "r"
+    text = run_cli("tasks", "show", task.id, env=env_for(local))
+    assert text.returncode == 0 and f"id: {task.id}" in text.stdout
+
+
+@pytest.mark.parametrize("argv", [[], ["bogus"], ["report"], ["agents"]])
+def test_usage_errors_exit_2(argv):
+    done = run_cli(*argv)
+    assert done.returncode == 2
+    assert "usage:" in done.stderr and "error:" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_serve_runs_until_sigterm(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xpander_sync", "serve", "--db", str(tmp_path / "s.sqlite3")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("xpander-sync local backend on http://127.0.0.1:")
+        url = first.split(" on ", 1)[1].strip()
+        assert requests.get(f"{url}/agents/agt-openai", timeout=5).json()["id"] == "agt-openai"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_main_in_process_returns_exit_codes(capsys, local, monkeypatch):
+    monkeypatch.setenv("XPANDER_BASE_URL", local.url)
+    monkeypatch.setenv("XPANDER_API_KEY", SENTINEL)
+    assert main(["report", "--agent-id", "agt-openai", "--input", "i", "--result", "r"]) == 0
+    assert capsys.readouterr().out.strip() == local.reports()[0]["body"]["id"]

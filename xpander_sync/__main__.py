@@ -1,0 +1,8 @@
+"""``python -m xpander_sync`` runs the CLI."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

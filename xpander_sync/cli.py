@@ -1,0 +1,275 @@
+"""The ``xpander-sync`` command line (also ``python -m xpander_sync``).
+
+The only module of the package that prints. Exit status: 0 on success, 1 when the
+platform (or the local backend) refused or could not be reached, 2 for usage and
+configuration errors. Errors are one line on stderr and never contain a secret.
+
+Commands::
+
+    xpander-sync quickstart                     # offline demo on an embedded local backend
+    xpander-sync serve [--agents DIR] [--db PATH] [--host H] [--port N]
+    xpander-sync args [AGENT_ID] [--version N] [--json]
+    xpander-sync report --agent-id ID --input TEXT --result TEXT [--failed] [--duration S]
+                        [--prompt-tokens N --completion-tokens N] [--tool NAME ...] [--json]
+    xpander-sync agents list [--json]
+    xpander-sync tasks show TASK_ID [--json]
+    xpander-sync worker MODULE:FUNCTION [--concurrency N] [--agent-id ID]
+
+Global options (before the command): ``--base-url``, ``--api-key`` (default: the
+environment), ``-v`` for debug logs (redacted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from typing import Any, Dict, Optional, Sequence, TextIO
+
+from . import __version__
+from ._converter import unstructure
+from .config import Configuration
+from .errors import ConfigurationError, InvalidInputError, ModuleException, XpanderError
+from .summary import summarize_args
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # keep argparse's exit code 2, one line
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for docs and tests)."""
+    parser = _Parser(prog="xpander-sync", description="A plain, blocking client for the xpander.ai Backend.")
+    parser.add_argument("--version", action="version", version=f"xpander-sync {__version__}")
+    parser.add_argument("--base-url", help="API base URL (default: XPANDER_BASE_URL or the xpander cloud)")
+    parser.add_argument("--api-key", help="API key (default: XPANDER_API_KEY); never printed")
+    parser.add_argument("--organization-id", help="organization id (default: XPANDER_ORGANIZATION_ID)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logs on stderr (secrets redacted)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    quick = commands.add_parser("quickstart", help="run the offline demo on an embedded local backend")
+    quick.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    serve = commands.add_parser("serve", help="run the local xpander-compatible backend")
+    serve.add_argument("--agents", metavar="DIR", help="folder of agent JSON files (default: bundled samples)")
+    serve.add_argument("--db", metavar="PATH", help="SQLite file for tasks and reports")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=0, help="port (default: a free one, printed)")
+    serve.add_argument("--require-api-key", metavar="KEY", help="reject requests without this x-api-key")
+
+    args = commands.add_parser("args", help="resolve an agent's framework arguments and summarise them")
+    args.add_argument("agent_id", nargs="?", help="agent id (default: XPANDER_AGENT_ID)")
+    args.add_argument("--version", dest="agent_version", type=int, help="agent version")
+    args.add_argument("--framework", help="build for this framework instead of the agent's own")
+    args.add_argument("--json", action="store_true")
+
+    report = commands.add_parser("report", help="report a task that ran outside the platform")
+    report.add_argument("--agent-id", help="agent id (default: XPANDER_AGENT_ID)")
+    report.add_argument("--id", dest="task_id", help="task id (default: a new uuid4)")
+    report.add_argument("--input", required=True)
+    report.add_argument("--result", required=True)
+    report.add_argument("--failed", action="store_true", help="the run failed")
+    report.add_argument("--duration", type=float, default=0.0, help="seconds the run took")
+    report.add_argument("--prompt-tokens", type=int)
+    report.add_argument("--completion-tokens", type=int)
+    report.add_argument("--tool", action="append", default=[], metavar="NAME", help="a tool used (repeatable)")
+    report.add_argument("--json", action="store_true")
+
+    worker = commands.add_parser("worker", help="run an @on_task handler as a worker (MODULE:FUNCTION)")
+    worker.add_argument("target", metavar="MODULE:FUNCTION", help="the handler, e.g. my_app.agents:handle")
+    worker.add_argument("--concurrency", type=int, default=6, help="tasks handled at once (default 6)")
+    worker.add_argument("--agent-id", help="agent whose tasks to receive (default: XPANDER_AGENT_ID)")
+
+    agents = commands.add_parser("agents", help="agents")
+    agents_cmd = agents.add_subparsers(dest="agents_command", metavar="ACTION", parser_class=_Parser)
+    agents_cmd.required = True
+    agents_list = agents_cmd.add_parser("list", help="list agents")
+    agents_list.add_argument("--json", action="store_true")
+
+    tasks = commands.add_parser("tasks", help="tasks")
+    tasks_cmd = tasks.add_subparsers(dest="tasks_command", metavar="ACTION", parser_class=_Parser)
+    tasks_cmd.required = True
+    tasks_show = tasks_cmd.add_parser("show", help="show a task")
+    tasks_show.add_argument("task_id")
+    tasks_show.add_argument("--json", action="store_true")
+    return parser
+
+
+def _configuration(ns: argparse.Namespace) -> Configuration:
+    overrides: Dict[str, Any] = {}
+    if ns.base_url:
+        overrides["base_url"] = ns.base_url
+    if ns.api_key:
+        overrides["api_key"] = ns.api_key
+    if ns.organization_id:
+        overrides["organization_id"] = ns.organization_id
+    return Configuration(**overrides)
+
+
+def _print_json(data: Any, out: TextIO) -> None:
+    out.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+
+
+# -- summaries -------------------------------------------------------------------------------
+
+
+def _render_summary(summary: Dict[str, Any], out: TextIO) -> None:
+    model = summary["model"] or {}
+    out.write(f"  class:   {summary['framework_class']}\n")
+    out.write(f"  model:   {model.get('class')} ({model.get('id')})\n")
+    out.write(f"  tools:   {', '.join(summary['tools']) or '-'}\n")
+    if summary["members"]:
+        out.write("  members: " + ", ".join(f"{m['name']} ({m['model']})" for m in summary["members"]) + "\n")
+    storage = summary["storage"]
+    out.write(f"  storage: {storage['class'] + ' schema ' + str(storage['schema']) if storage else '-'}\n")
+    if summary["structured_output"]:
+        out.write("  output:  structured (JSON schema)\n")
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+def cmd_args(ns: argparse.Namespace, out: TextIO) -> int:
+    from .backend import Backend
+
+    args = Backend(_configuration(ns)).get_args(
+        agent_id=ns.agent_id, agent_version=ns.agent_version, framework=ns.framework
+    )
+    summary = summarize_args(args)
+    if ns.json:
+        _print_json(summary, out)
+    else:
+        out.write(f"{summary['name']} ({summary['id']})\n")
+        _render_summary(summary, out)
+    return EXIT_OK
+
+
+def cmd_report(ns: argparse.Namespace, out: TextIO) -> int:
+    from .backend import Backend
+
+    tokens = None
+    if ns.prompt_tokens is not None or ns.completion_tokens is not None:
+        tokens = {"prompt_tokens": ns.prompt_tokens or 0, "completion_tokens": ns.completion_tokens or 0}
+    task = Backend(_configuration(ns)).report_external_task(
+        agent_id=ns.agent_id, id=ns.task_id, input=ns.input, result=ns.result, is_success=not ns.failed,
+        duration=ns.duration, tokens=tokens, used_tools=ns.tool,
+    )
+    if ns.json:
+        _print_json({"id": task.id, "agent_id": task.agent_id, "status": task.status.value}, out)
+    else:
+        out.write(task.id + "\n")
+    return EXIT_OK
+
+
+def cmd_agents_list(ns: argparse.Namespace, out: TextIO) -> int:
+    from .resources.agents import Agents
+
+    items = Agents(_configuration(ns)).list()
+    if ns.json:
+        _print_json([unstructure(i) for i in items], out)
+    else:
+        for item in items:
+            out.write(f"{item.id}\t{item.name}\t{item.status or ''}\n")
+    return EXIT_OK
+
+
+def cmd_tasks_show(ns: argparse.Namespace, out: TextIO) -> int:
+    from ._redact import redact_mapping
+    from .resources.tasks import Tasks
+
+    task = Tasks(_configuration(ns)).get(ns.task_id)
+    data = redact_mapping(unstructure(task))
+    if ns.json:
+        _print_json(data, out)
+    else:
+        for key in ("id", "agent_id", "status", "created_at", "finished_at", "duration", "used_tools", "result"):
+            out.write(f"{key}: {data.get(key)}\n")
+        out.write(f"input: {task.input.text}\n")
+    return EXIT_OK
+
+
+def cmd_serve(ns: argparse.Namespace, out: TextIO) -> int:
+    from .local import LocalBackend
+
+    backend = LocalBackend(agents_dir=ns.agents, db_path=ns.db, host=ns.host, port=ns.port,
+                           api_key=ns.require_api_key)
+    backend.start()
+    out.write(f"xpander-sync local backend on {backend.url}\n")
+    out.write(f"  export XPANDER_BASE_URL={backend.url}\n")
+    out.flush()
+    stopped = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        while not stopped.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        backend.stop()
+    return EXIT_OK
+
+
+def cmd_worker(ns: argparse.Namespace, out: TextIO) -> int:
+    from .worker import run_from_cli
+
+    if ns.concurrency < 1:
+        raise InvalidInputError("--concurrency must be at least 1")
+    return run_from_cli(ns.target, _configuration(ns), concurrency=ns.concurrency, agent_id=ns.agent_id,
+                        out=out, err=sys.stderr)
+
+
+def cmd_quickstart(ns: argparse.Namespace, out: TextIO) -> int:
+    from .quickstart import run_quickstart
+
+    return run_quickstart(out, as_json=ns.json)
+
+
+_COMMANDS = {
+    "quickstart": cmd_quickstart,
+    "serve": cmd_serve,
+    "args": cmd_args,
+    "report": cmd_report,
+    "worker": cmd_worker,
+    ("agents", "list"): cmd_agents_list,
+    ("tasks", "show"): cmd_tasks_show,
+}
+
+
+def main(argv: Optional[Sequence[str]] = None, *, out: Optional[TextIO] = None,
+         err: Optional[TextIO] = None) -> int:
+    """Run the CLI; returns the exit status (``sys.exit(main())`` in the console script)."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    parser = build_parser()
+    ns = parser.parse_args(list(argv) if argv is not None else None)
+    if ns.verbose:
+        logging.basicConfig(level=logging.DEBUG, stream=err, format="%(levelname)s %(name)s: %(message)s")
+    key: Any = ns.command
+    if ns.command == "agents":
+        key = ("agents", ns.agents_command)
+    elif ns.command == "tasks":
+        key = ("tasks", ns.tasks_command)
+    handler = _COMMANDS[key]
+    try:
+        return handler(ns, out)
+    except (ConfigurationError, InvalidInputError) as exc:
+        err.write(f"xpander-sync: error: {exc}\n")
+        return EXIT_USAGE
+    except ModuleException as exc:
+        err.write(f"xpander-sync: failed: {exc}\n")
+        return EXIT_FAILED
+    except XpanderError as exc:
+        err.write(f"xpander-sync: error: {exc}\n")
+        return EXIT_FAILED
+
+
+def run() -> None:  # pragma: no cover - console-script shim
+    sys.exit(main())

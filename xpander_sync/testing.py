@@ -1,0 +1,129 @@
+"""A pytest plugin for testing code that uses xpander-sync, against a real local backend.
+
+Installed with the package (entry point ``pytest11``), so in your own suite::
+
+    def test_my_cron_job(xpander_backend):
+        run_my_job(configuration=xpander_backend.configuration)
+        (report,) = xpander_backend.reports()
+        assert report["body"]["is_success"] is True
+
+Fixtures:
+    xpander_backend: a started :class:`~xpander_sync.local.LocalBackend` (bundled sample
+        agents, a temporary SQLite file, a random API key) wrapped in :class:`XpanderTestBackend`.
+    xpander_config: the :class:`~xpander_sync.Configuration` pointing at it.
+
+Helpers: :func:`make_agent` builds a valid agent payload for ``add_agent``.
+"""
+
+from __future__ import annotations
+
+import copy
+import secrets
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional
+
+import pytest
+
+from .config import Configuration
+
+_BASE_AGENT: Dict[str, Any] = {
+    "organization_id": "local-org",
+    "unique_name": "test-agent",
+    "framework": "agno",
+    "model_provider": "openai",
+    "model_name": "gpt-4.1",
+    "description": "",
+    "instructions": {"role": [], "goal": [], "general": ""},
+    "graph": [],
+    "tools": [],
+    "version": 1,
+    "output_format": "markdown",
+    "agno_settings": {"session_storage": False},
+    "created_at": "2026-01-01T00:00:00Z",
+}
+
+
+def make_agent(agent_id: str = "agt-test", name: str = "Test Agent", **fields: Any) -> Dict[str, Any]:
+    """A minimal valid agent payload; keyword arguments set or replace top-level fields.
+
+    Example: ``make_agent("agt-x", tools=[{"id": "Echo", "name": "Echo", "parameters": {...}}])``.
+    """
+    agent = copy.deepcopy(_BASE_AGENT)
+    agent.update(id=agent_id, name=name, unique_name=agent_id)
+    agent.update(fields)
+    return agent
+
+
+class XpanderTestBackend:
+    """A running local backend plus the configuration that reaches it.
+
+    Attributes:
+        local: the underlying :class:`~xpander_sync.local.LocalBackend`.
+        configuration: a Configuration with its URL and API key.
+    """
+
+    def __init__(self, local: Any, configuration: Configuration):
+        self.local = local
+        self.configuration = configuration
+
+    @property
+    def url(self) -> str:
+        """The backend's base URL."""
+        return str(self.local.url)
+
+    def add_agent(self, agent: Dict[str, Any]) -> Dict[str, Any]:
+        """Serve another agent (see :func:`make_agent`); returns it."""
+        self.local.add_agent(agent)
+        return agent
+
+    def register_tool(self, tool_id: str, fn: Any) -> None:
+        """Answer tool calls of ``tool_id`` with ``fn(payload, headers)``."""
+        self.local.register_tool(tool_id, fn)
+
+    def reports(self) -> List[Dict[str, Any]]:
+        """Reports received (``report_external_task``), oldest first."""
+        return list(self.local.reports())
+
+    def tasks(self) -> List[Dict[str, Any]]:
+        """Stored tasks (Task JSON)."""
+        return list(self.local.tasks())
+
+    def tool_calls(self) -> List[Dict[str, Any]]:
+        """Tool calls received, with headers (secrets masked) and bodies."""
+        return list(self.local.tool_calls())
+
+    def events(self, task_id: Optional[str] = None) -> List[Dict[str, Any]]:
+        """Pushed task events (auth events among them)."""
+        return list(self.local.events(task_id))
+
+    def complete_login(self, state: Optional[str] = None, **kwargs: Any) -> str:
+        """Finish a pending MCP OAuth login as the user would."""
+        return str(self.local.complete_login(state, **kwargs))
+
+    @property
+    def requests(self) -> List[Dict[str, Any]]:
+        """Every request received (method, path, query, masked headers, body)."""
+        return list(self.local.requests_log)
+
+
+@pytest.fixture
+def xpander_backend(tmp_path: Path) -> Iterator[XpanderTestBackend]:
+    """A started local backend with the bundled sample agents (stopped after the test)."""
+    from .local import LocalBackend
+
+    api_key = "xpk-test-" + secrets.token_hex(8)
+    local = LocalBackend(db_path=str(tmp_path / "xpander-local.sqlite3"), api_key=api_key)
+    local.start()
+    try:
+        configuration = Configuration(
+            api_key=api_key, base_url=local.url, organization_id="local-org", agent_cache_ttl=0
+        )
+        yield XpanderTestBackend(local, configuration)
+    finally:
+        local.stop()
+
+
+@pytest.fixture
+def xpander_config(xpander_backend: XpanderTestBackend) -> Configuration:
+    """The configuration of :func:`xpander_backend`."""
+    return xpander_backend.configuration
