@@ -38,20 +38,15 @@ from .summary import summarize_args
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # keep argparse's exit code 2, one line
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for docs and tests)."""
-    parser = _Parser(prog="xpander-sync", description="A plain, blocking client for the xpander.ai Backend.")
+    parser = argparse.ArgumentParser(prog="xpander-sync", description="A plain, blocking client for the xpander.ai Backend.")
     parser.add_argument("--version", action="version", version=f"xpander-sync {__version__}")
     parser.add_argument("--base-url", help="API base URL (default: XPANDER_BASE_URL or the xpander cloud)")
     parser.add_argument("--api-key", help="API key (default: XPANDER_API_KEY); never printed")
     parser.add_argument("--organization-id", help="organization id (default: XPANDER_ORGANIZATION_ID)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logs on stderr (secrets redacted)")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
     quick = commands.add_parser("quickstart", help="run the offline demo on an embedded local backend")
@@ -88,13 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--agent-id", help="agent whose tasks to receive (default: XPANDER_AGENT_ID)")
 
     agents = commands.add_parser("agents", help="agents")
-    agents_cmd = agents.add_subparsers(dest="agents_command", metavar="ACTION", parser_class=_Parser)
+    agents_cmd = agents.add_subparsers(dest="agents_command", metavar="ACTION")
     agents_cmd.required = True
     agents_list = agents_cmd.add_parser("list", help="list agents")
     agents_list.add_argument("--json", action="store_true")
 
     tasks = commands.add_parser("tasks", help="tasks")
-    tasks_cmd = tasks.add_subparsers(dest="tasks_command", metavar="ACTION", parser_class=_Parser)
+    tasks_cmd = tasks.add_subparsers(dest="tasks_command", metavar="ACTION")
     tasks_cmd.required = True
     tasks_show = tasks_cmd.add_parser("show", help="show a task")
     tasks_show.add_argument("task_id")
