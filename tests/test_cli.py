@@ -18,8 +18,16 @@ from xpander_sync.local import LocalBackend
 SENTINEL = "xpk-CLI-SENTINEL-93b1"
 
 
+@pytest.fixture(autouse=True)
+def outbox_path(tmp_path, monkeypatch):
+    """Keep every CLI outbox inside the test's temporary folder (never in the home directory)."""
+    path = str(tmp_path / "outbox.sqlite3")
+    monkeypatch.setenv("XPANDER_OUTBOX", path)
+    return path
+
+
 def run_cli(*argv, env=None, timeout=60):
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("XPANDER_")}
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("XPANDER_") or k == "XPANDER_OUTBOX"}
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "xpander_sync", *argv], capture_output=True, text=True,
                           env=full_env, timeout=timeout)
@@ -79,15 +87,42 @@ def test_missing_agent_is_a_usage_error(local):
     assert done.returncode == 2 and "XPANDER_AGENT_ID" in done.stderr and done.stdout == ""
 
 
-def test_unreachable_backend_fails_cleanly():
+def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # nothing listens here once the socket closes
-    done = run_cli("report", "--agent-id", "a", "--input", "q", "--result", "a",
+        return s.getsockname()[1]  # nothing listens here once the socket closes
+
+
+def test_unreachable_backend_without_outbox_fails_cleanly():
+    port = free_port()
+    done = run_cli("report", "--no-outbox", "--agent-id", "a", "--input", "q", "--result", "a",
                    env={"XPANDER_BASE_URL": f"http://127.0.0.1:{port}", "XPANDER_API_KEY": SENTINEL})
     assert done.returncode == 1
     assert "could not connect" in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and SENTINEL not in done.stderr
+
+
+def test_report_during_an_outage_is_queued_then_flushed_exactly_as_sent(tmp_path, outbox_path):
+    port = free_port()
+    env = {"XPANDER_BASE_URL": f"http://127.0.0.1:{port}", "XPANDER_API_KEY": SENTINEL}
+    done = run_cli("report", "--agent-id", "agt-openai", "--input", "q", "--result", "r", "--tool", "t",
+                   "--json", env=env)
+    assert done.returncode == 3, done.stderr  # queued, not delivered
+    queued = json.loads(done.stdout)
+    assert queued["delivered"] is False and queued["outbox"] == outbox_path
+    assert "outbox flush" in done.stderr and SENTINEL not in done.stderr
+    with open(outbox_path, "rb") as fh:
+        assert SENTINEL.encode() not in fh.read()  # the outbox never stores the API key
+    listed = json.loads(run_cli("outbox", "list", "--json", env=env).stdout)
+    assert [r["task_id"] for r in listed] == [queued["id"]]
+
+    with LocalBackend(db_path=str(tmp_path / "b.sqlite3"), api_key=SENTINEL, port=port) as local:
+        flushed = run_cli("outbox", "flush", "--json", env=env)
+        assert flushed.returncode == 0, flushed.stderr
+        assert json.loads(flushed.stdout) == {"delivered": [queued["id"]], "failed": [], "remaining": 0}
+        (report,) = local.reports()
+    assert report["body"]["id"] == queued["id"] and report["body"]["used_tools"] == ["t"]
+    assert report["body"]["input"] == "q" and report["body"]["result"] == "r"
 
 
 def test_tasks_show_masks_secrets(local):

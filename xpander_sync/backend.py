@@ -13,18 +13,22 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 import attrs
 
 from ._async import async_twin
+from ._background import dispatcher_for
 from ._converter import unstructure
 from .config import ENV_AGENT_ID
-from .errors import InvalidInputError, MissingAgentError
+from .errors import ConfigurationError, InvalidInputError, MissingAgentError, ModuleException
 from .models.agent import Agent
 from .models.common import OutputFormat
 from .models.task import Task, User
 from .models.tokens import Tokens
+from .outbox import FlushResult, Outbox, QueuedReport, is_retryable_later
 from .resources._base import Resource
 from .resources.agents import check_id, version_header
 from .resources.tasks import Tasks, build_create_task_body
 
 logger = logging.getLogger(__name__)
+
+_outboxes: Dict[str, Outbox] = {}
 
 #: The report body keys, all always present.
 REPORT_KEYS = ("id", "input", "llm_response", "tokens", "is_success", "result", "duration", "used_tools")
@@ -162,12 +166,18 @@ class Backend(Resource):
         result: Optional[str] = None,
         duration: float = 0,
         used_tools: Optional[Sequence[str]] = None,
-    ) -> Task:
+    ) -> Union[Task, QueuedReport]:
         """Record a run that happened outside the platform.
 
         ``POST /agent-execution/{agent_id}/report_task`` with the 8-key body. The report
         carries its own task id (a new uuid4 unless ``id`` is given), so it is safe to
         retry: the platform stores it once.
+
+        With ``Configuration(outbox=PATH)``, a report that cannot be delivered (no answer,
+        5xx or 429 after the retries) is stored there and a :class:`QueuedReport` is
+        returned instead of a :class:`Task`; :meth:`flush_outbox` delivers it later with the
+        same task id. With ``background_reports=True`` the call returns a
+        :class:`QueuedReport` at once and a background thread delivers it (:meth:`flush` waits).
 
         Args:
             agent_id: the agent the run belongs to.
@@ -182,22 +192,64 @@ class Backend(Resource):
             used_tools: names of the tools used.
 
         Returns:
-            The recorded :class:`Task`.
+            The recorded :class:`Task`, or a :class:`QueuedReport` when it was queued.
 
         Raises:
             MissingAgentError: no agent given and ``XPANDER_AGENT_ID`` unset.
             InvalidInputError: a bad argument (named in the message).
-            ModuleException: the platform refused it or could not be reached.
+            ModuleException: the platform refused it or could not be reached (and no outbox
+                is configured, or the platform rejected it with a 4xx).
         """
         target = resolve_agent_id(agent, agent_id, self.configuration.agent_id)
         body = build_report_body(
             id=id, input=input, llm_response=llm_response, tokens=tokens, is_success=is_success,
             result=result, duration=duration, used_tools=used_tools,
         )
-        response = self._transport.request(
-            "POST", f"/agent-execution/{target}/report_task", json=body, repeatable=True
-        )
+        outbox = self._outbox()
+        if self.configuration.background_reports and outbox is not None:
+            reason = dispatcher_for(self._transport, outbox).submit(target, body)
+            return QueuedReport(task_id=body["id"], agent_id=target, reason=reason, outbox=outbox.path)
+        try:
+            response = self._transport.request(
+                "POST", f"/agent-execution/{target}/report_task", json=body, repeatable=True
+            )
+        except ModuleException as exc:
+            if outbox is None or not is_retryable_later(exc):
+                raise
+            outbox.put(target, self.configuration.base_url, body)
+            logger.warning("report %s not delivered (%s); queued in the outbox %s", body["id"], exc, outbox.path)
+            return QueuedReport(task_id=body["id"], agent_id=target, reason=str(exc), outbox=outbox.path)
         return self._structure(response.data, Task)
+
+    def _outbox(self) -> Optional[Outbox]:
+        path = self.configuration.outbox
+        if not path:
+            return None
+        outbox = _outboxes.get(path)
+        if outbox is None:
+            outbox = _outboxes.setdefault(path, Outbox(path))
+        return outbox
+
+    def flush_outbox(self, *, limit: int = 1000) -> FlushResult:
+        """Deliver the reports queued in the configured outbox, in order (deleting each after a 2xx).
+
+        Raises:
+            ConfigurationError: no ``outbox`` is configured.
+        """
+        outbox = self._outbox()
+        if outbox is None:
+            raise ConfigurationError("no outbox configured: pass Configuration(outbox=PATH)")
+        return outbox.flush(self._transport, limit=limit)
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Wait until background reports were delivered or stored in the outbox.
+
+        Returns:
+            ``False`` if ``timeout`` seconds passed first; ``True`` otherwise (also when
+            background reporting is off).
+        """
+        dispatcher = getattr(self._transport, "_report_dispatcher", None)
+        return True if dispatcher is None else bool(dispatcher.flush(timeout))
 
     def invoke_agent(
         self,
@@ -327,6 +379,8 @@ class Backend(Resource):
 
     aget_args = async_twin(get_args)
     areport_external_task = async_twin(report_external_task)
+    aflush_outbox = async_twin(flush_outbox)
+    aflush = async_twin(flush)
     ainvoke_agent = async_twin(invoke_agent)
 
 

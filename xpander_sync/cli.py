@@ -2,7 +2,8 @@
 
 The only module of the package that prints. Exit status: 0 on success, 1 when the
 platform (or the local backend) refused or could not be reached, 2 for usage and
-configuration errors. Errors are one line on stderr and never contain a secret.
+configuration errors, 3 when ``report`` could not deliver and queued the report in the
+outbox (``xpander-sync outbox flush`` delivers it later). Errors are one line on stderr and never contain a secret.
 
 Commands::
 
@@ -10,7 +11,9 @@ Commands::
     xpander-sync serve [--agents DIR] [--db PATH] [--host H] [--port N]
     xpander-sync args [AGENT_ID] [--version N] [--json]
     xpander-sync report --agent-id ID --input TEXT --result TEXT [--failed] [--duration S]
-                        [--prompt-tokens N --completion-tokens N] [--tool NAME ...] [--json]
+                        [--prompt-tokens N --completion-tokens N] [--tool NAME ...]
+                        [--outbox PATH | --no-outbox] [--json]
+    xpander-sync outbox flush|list [--outbox PATH] [--json]
     xpander-sync agents list [--json]
     xpander-sync tasks show TASK_ID [--json]
     xpander-sync worker MODULE:FUNCTION [--concurrency N] [--agent-id ID]
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -35,12 +39,24 @@ from .config import Configuration
 from .errors import ConfigurationError, InvalidInputError, ModuleException, XpanderError
 from .summary import summarize_args
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_QUEUED = 0, 1, 2, 3
+ENV_OUTBOX = "XPANDER_OUTBOX"
+
+
+def default_outbox_path() -> str:
+    """``$XPANDER_OUTBOX``, else ``$XDG_STATE_HOME/xpander-sync/outbox.sqlite3`` (``~/.local/state`` by default)."""
+    explicit = os.environ.get(ENV_OUTBOX)
+    if explicit:
+        return explicit
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(state, "xpander-sync", "outbox.sqlite3")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for docs and tests)."""
-    parser = argparse.ArgumentParser(prog="xpander-sync", description="A plain, blocking client for the xpander.ai Backend.")
+    parser = argparse.ArgumentParser(
+        prog="xpander-sync", description="A plain, blocking client for the xpander.ai Backend."
+    )
     parser.add_argument("--version", action="version", version=f"xpander-sync {__version__}")
     parser.add_argument("--base-url", help="API base URL (default: XPANDER_BASE_URL or the xpander cloud)")
     parser.add_argument("--api-key", help="API key (default: XPANDER_API_KEY); never printed")
@@ -75,7 +91,18 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--prompt-tokens", type=int)
     report.add_argument("--completion-tokens", type=int)
     report.add_argument("--tool", action="append", default=[], metavar="NAME", help="a tool used (repeatable)")
+    report.add_argument("--outbox", metavar="PATH",
+                        help="where undeliverable reports wait (default: $XPANDER_OUTBOX or ~/.local/state/...)")
+    report.add_argument("--no-outbox", action="store_true", help="fail instead of queueing when delivery fails")
     report.add_argument("--json", action="store_true")
+
+    outbox = commands.add_parser("outbox", help="reports waiting in the outbox")
+    outbox_cmd = outbox.add_subparsers(dest="outbox_command", metavar="ACTION")
+    outbox_cmd.required = True
+    for name, text in (("flush", "deliver queued reports, oldest first"), ("list", "show queued reports")):
+        action = outbox_cmd.add_parser(name, help=text)
+        action.add_argument("--outbox", metavar="PATH", help="the outbox file (default as for report)")
+        action.add_argument("--json", action="store_true")
 
     worker = commands.add_parser("worker", help="run an @on_task handler as a worker (MODULE:FUNCTION)")
     worker.add_argument("target", metavar="MODULE:FUNCTION", help="the handler, e.g. my_app.agents:handle")
@@ -97,8 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configuration(ns: argparse.Namespace) -> Configuration:
-    overrides: Dict[str, Any] = {}
+def _configuration(ns: argparse.Namespace, **extra: Any) -> Configuration:
+    overrides: Dict[str, Any] = dict(extra)
     if ns.base_url:
         overrides["base_url"] = ns.base_url
     if ns.api_key:
@@ -148,19 +175,60 @@ def cmd_args(ns: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_report(ns: argparse.Namespace, out: TextIO) -> int:
     from .backend import Backend
+    from .outbox import QueuedReport
 
     tokens = None
     if ns.prompt_tokens is not None or ns.completion_tokens is not None:
         tokens = {"prompt_tokens": ns.prompt_tokens or 0, "completion_tokens": ns.completion_tokens or 0}
-    task = Backend(_configuration(ns)).report_external_task(
+    outbox = None if ns.no_outbox else (ns.outbox or default_outbox_path())
+    result = Backend(_configuration(ns, outbox=outbox)).report_external_task(
         agent_id=ns.agent_id, id=ns.task_id, input=ns.input, result=ns.result, is_success=not ns.failed,
         duration=ns.duration, tokens=tokens, used_tools=ns.tool,
     )
+    if isinstance(result, QueuedReport):
+        if ns.json:
+            _print_json({"id": result.task_id, "agent_id": result.agent_id, "delivered": False,
+                         "outbox": result.outbox}, out)
+        else:
+            out.write(result.task_id + "\n")
+        sys.stderr.write(
+            f"xpander-sync: queued: not delivered ({result.reason}); kept in {result.outbox}; "
+            "run 'xpander-sync outbox flush' later\n"
+        )
+        return EXIT_QUEUED
     if ns.json:
-        _print_json({"id": task.id, "agent_id": task.agent_id, "status": task.status.value}, out)
+        _print_json({"id": result.id, "agent_id": result.agent_id, "status": result.status.value,
+                     "delivered": True}, out)
     else:
-        out.write(task.id + "\n")
+        out.write(result.id + "\n")
     return EXIT_OK
+
+
+def cmd_outbox(ns: argparse.Namespace, out: TextIO) -> int:
+    from .backend import Backend
+    from .outbox import Outbox
+
+    path = ns.outbox or default_outbox_path()
+    if ns.outbox_command == "list":
+        rows = Outbox(path).pending() if os.path.exists(path) else []
+        if ns.json:
+            _print_json([{k: r[k] for k in ("task_id", "agent_id", "attempts", "last_error")} for r in rows], out)
+        else:
+            for r in rows:
+                out.write(f"{r['task_id']}\t{r['agent_id']}\tattempts={r['attempts']}\t{r['last_error'] or ''}\n")
+        return EXIT_OK
+    if not os.path.exists(path):
+        out.write("outbox is empty\n" if not ns.json else "{}\n")
+        return EXIT_OK
+    flushed = Backend(_configuration(ns, outbox=path)).flush_outbox()
+    if ns.json:
+        _print_json({"delivered": flushed.delivered, "failed": [list(f) for f in flushed.failed],
+                     "remaining": flushed.remaining}, out)
+    else:
+        out.write(f"delivered {len(flushed.delivered)}, remaining {flushed.remaining}\n")
+        for task_id, error in flushed.failed:
+            sys.stderr.write(f"xpander-sync: {task_id}: {error}\n")
+    return EXIT_OK if not flushed.failed else EXIT_FAILED
 
 
 def cmd_agents_list(ns: argparse.Namespace, out: TextIO) -> int:
@@ -235,6 +303,8 @@ _COMMANDS = {
     "worker": cmd_worker,
     ("agents", "list"): cmd_agents_list,
     ("tasks", "show"): cmd_tasks_show,
+    ("outbox", "flush"): cmd_outbox,
+    ("outbox", "list"): cmd_outbox,
 }
 
 
@@ -252,6 +322,8 @@ def main(argv: Optional[Sequence[str]] = None, *, out: Optional[TextIO] = None,
         key = ("agents", ns.agents_command)
     elif ns.command == "tasks":
         key = ("tasks", ns.tasks_command)
+    elif ns.command == "outbox":
+        key = ("outbox", ns.outbox_command)
     handler = _COMMANDS[key]
     try:
         return handler(ns, out)

@@ -116,6 +116,19 @@ def _pool_size(instance: object, attribute: attrs.Attribute, value: int) -> None
         raise ConfigurationError("pool_maxsize must be an integer >= 1")
 
 
+def _path_converter(value: Optional[os.PathLike[str] | str]) -> Optional[str]:
+    if value is None or value == "":
+        return None
+    return os.fspath(value)
+
+
+def _background_needs_outbox(instance: Configuration, attribute: attrs.Attribute, value: bool) -> None:
+    if value and not instance.outbox:
+        raise ConfigurationError(
+            "background_reports needs outbox=PATH: reports that cannot be delivered must be kept somewhere"
+        )
+
+
 @attrs.frozen(kw_only=True)
 class Configuration:
     """Settings shared by every client object.
@@ -133,6 +146,11 @@ class Configuration:
         agent_cache_ttl: seconds a fetched agent is reused by ``get_args`` (0 disables).
         metadata_cache_ttl: seconds org LLM headers and DB strings are reused (0 disables).
         pool_maxsize: connections kept per host; at least the async twins' thread count.
+        outbox: a SQLite file where reports that cannot be delivered are kept for
+            :meth:`Backend.flush_outbox` (off by default for the library, on for the CLI).
+        background_reports: deliver reports from a background thread (needs ``outbox``).
+        agent_max_staleness: seconds a previously fetched agent may still be used by
+            ``get_args`` when the platform is unreachable or failing (0 disables).
         mcp_auth_timeout: seconds ``get_args`` waits for a user to finish an MCP OAuth login
             (the official SDK waits 600 s).
         mcp_auth_poll_interval: seconds between polls of the MCP token route while waiting.
@@ -152,6 +170,9 @@ class Configuration:
     agent_cache_ttl: float = attrs.field(default=5.0, validator=_non_negative)
     metadata_cache_ttl: float = attrs.field(default=60.0, validator=_non_negative)
     pool_maxsize: int = attrs.field(default=32, validator=_pool_size)
+    outbox: Optional[str] = attrs.field(default=None, converter=_path_converter)
+    background_reports: bool = attrs.field(default=False, validator=_background_needs_outbox)
+    agent_max_staleness: float = attrs.field(default=3600.0, validator=_non_negative)
     mcp_auth_timeout: float = attrs.field(default=300.0, validator=_positive)
     mcp_auth_poll_interval: float = attrs.field(default=1.0, validator=_positive)
     verify: Union[bool, str] = True

@@ -101,7 +101,9 @@ class Transport:
             headers["x-api-key"] = api_key
         self._base_headers = headers
         #: caches of platform data used by get_args (shared by everyone using this transport)
-        self.caches = PlatformCaches(configuration.agent_cache_ttl, configuration.metadata_cache_ttl)
+        self.caches = PlatformCaches(
+            configuration.agent_cache_ttl, configuration.metadata_cache_ttl, configuration.agent_max_staleness
+        )
         _live_transports.add(self)
 
     # -- session lifecycle -------------------------------------------------------------

@@ -23,7 +23,9 @@ from ..errors import (
     APIError,
     AuthenticationRequiredError,
     ModuleException,
+    RateLimitError,
     ResponseDecodeError,
+    ServerError,
     TransportError,
 )
 from ..handlers import auth_event_handlers
@@ -93,11 +95,24 @@ class BuildContext:
     def load_agent(self, agent_id: str, version: Optional[int] = None) -> Agent:
         """A fresh :class:`Agent`; its raw payload comes from the TTL cache when warm.
 
-        Every call structures a new object, so callers may modify it freely.
+        Every call structures a new object, so callers may modify it freely. When the
+        platform cannot be reached (or answers 5xx/429) and a copy fetched within
+        ``agent_max_staleness`` exists, that copy is used, with a warning.
         """
         check_id("agent_id", agent_id)
         key = (agent_id, str(version) if version else "latest")
-        raw = self.transport.caches.agents.get_or_load(key, lambda: self._agents.get_raw(agent_id, version))
+        cache = self.transport.caches.agents
+        try:
+            raw = cache.get_or_load(key, lambda: self._agents.get_raw(agent_id, version))
+        except (TransportError, ServerError, RateLimitError) as exc:
+            # Stale-if-error: keep a web app answering through a platform outage.
+            stale = cache.get_stale(key)
+            if stale is None:
+                raise
+            age, raw = stale
+            logger.warning(
+                "agent %s: the platform failed (%s); using the copy fetched %.0f s ago", agent_id, exc, age
+            )
         agent = structure(raw, Agent)
         agent.configuration = self.configuration
         return agent

@@ -1,0 +1,177 @@
+"""The durable outbox, background reporting and stale-if-error agents."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+
+from xpander_sync import Backend, Configuration, ConfigurationError, NotFoundError, RetryPolicy, TransportError
+from xpander_sync.frameworks._context import BuildContext
+from xpander_sync.local import LocalBackend
+from xpander_sync.outbox import Outbox, QueuedReport
+from xpander_sync.transport import Transport
+
+from .conftest import BASE, body_of, load_fixture
+
+REPORT_URL = f"{BASE}/agent-execution/agt-openai/report_task"
+FAST = RetryPolicy(max_retries=1, backoff_base=0.0, backoff_max=0.0)
+
+
+@pytest.fixture
+def outbox_config(tmp_path):
+    return Configuration(api_key="xpk-OUTBOX-SENTINEL", base_url=BASE, retry=FAST,
+                         outbox=str(tmp_path / "outbox.sqlite3"))
+
+
+def test_undeliverable_report_is_queued_and_flushed_exactly_as_sent(mocked, outbox_config):
+    backend = Backend(outbox_config)
+    mocked.post(REPORT_URL, json={"detail": "down"}, status=503)
+    mocked.post(REPORT_URL, json={"detail": "down"}, status=503)
+    queued = backend.report_external_task(agent_id="agt-openai", input="q", result="r", used_tools=["x"])
+    assert isinstance(queued, QueuedReport) and queued.delivered is False
+    assert queued.outbox == outbox_config.outbox and "503" in queued.reason
+    sent_first = body_of(mocked.calls[0])
+    (row,) = Outbox(outbox_config.outbox).pending()
+    assert row["body"] == sent_first and row["task_id"] == queued.task_id
+
+    mocked.post(REPORT_URL, json=load_fixture("report_response"))
+    result = backend.flush_outbox()
+    assert result.delivered == [queued.task_id] and result.remaining == 0 and result.failed == []
+    assert body_of(mocked.calls[-1]) == sent_first  # same id, same body
+    with open(outbox_config.outbox, "rb") as fh:
+        assert b"xpk-OUTBOX-SENTINEL" not in fh.read()
+
+
+def test_client_errors_are_raised_not_queued(mocked, outbox_config):
+    mocked.post(REPORT_URL, json={"detail": "no such agent"}, status=404)
+    with pytest.raises(NotFoundError):
+        Backend(outbox_config).report_external_task(agent_id="agt-openai")
+    assert len(Outbox(outbox_config.outbox)) == 0
+
+
+def test_flush_keeps_order_and_stops_at_the_first_outage(mocked, outbox_config):
+    outbox = Outbox(outbox_config.outbox)
+    for n in range(3):
+        outbox.put("agt-openai", BASE, {"id": f"r{n}", "input": str(n)})
+    mocked.post(REPORT_URL, json={})
+    mocked.post(REPORT_URL, json={}, status=503)
+    mocked.post(REPORT_URL, json={}, status=503)
+    result = Backend(outbox_config).flush_outbox()
+    assert result.delivered == ["r0"] and result.remaining == 2 and result.failed[0][0] == "r1"
+    assert [body_of(c)["id"] for c in mocked.calls] == ["r0", "r1", "r1"]  # r2 never overtook r1
+    assert [r["task_id"] for r in outbox.pending()] == ["r1", "r2"] and outbox.pending()[0]["attempts"] == 1
+
+
+def test_a_rejected_row_does_not_block_the_rest(mocked, outbox_config):
+    outbox = Outbox(outbox_config.outbox)
+    outbox.put("agt-openai", BASE, {"id": "bad"})
+    outbox.put("agt-openai", BASE, {"id": "good"})
+    mocked.post(REPORT_URL, json={"detail": "invalid"}, status=400)
+    mocked.post(REPORT_URL, json={})
+    result = Backend(outbox_config).flush_outbox()
+    assert result.delivered == ["good"] and [r["task_id"] for r in outbox.pending()] == ["bad"]
+
+
+def test_flush_without_outbox_is_a_clear_error(config):
+    with pytest.raises(ConfigurationError, match="outbox"):
+        Backend(config).flush_outbox()
+
+
+def test_two_processes_flushing_one_outbox_deliver_each_report_once(tmp_path):
+    path = str(tmp_path / "shared.sqlite3")
+    with LocalBackend(db_path=str(tmp_path / "b.sqlite3")) as local:
+        outbox = Outbox(path)
+        for n in range(60):
+            outbox.put("agt-openai", local.url, {
+                "id": f"job-{n:03d}", "input": str(n), "llm_response": None, "tokens": None, "is_success": True,
+                "result": None, "duration": 0.0, "used_tools": [],
+            })
+        script = textwrap.dedent(
+            """
+            import sys
+            from xpander_sync import Backend, Configuration
+            backend = Backend(Configuration(base_url=sys.argv[1], outbox=sys.argv[2]))
+            while backend.flush_outbox(limit=7).remaining:
+                pass
+            """
+        )
+        procs = [subprocess.Popen([sys.executable, "-c", script, local.url, path]) for _ in range(2)]
+        assert [p.wait(timeout=60) for p in procs] == [0, 0]
+        posts = [r for r in local.requests_log if r["path"].endswith("/report_task")]
+        ids = [r["body"]["id"] for r in posts]
+    assert len(outbox) == 0
+    assert sorted(ids) == [f"job-{n:03d}" for n in range(60)]  # each exactly once
+    assert ids == sorted(ids)  # and in order
+
+
+def test_background_mode_needs_an_outbox():
+    with pytest.raises(ConfigurationError, match="outbox"):
+        Configuration(background_reports=True)
+
+
+def test_background_reports_1000_from_8_threads_in_order_with_an_outage(tmp_path):
+    from socket import socket
+
+    with socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    db = str(tmp_path / "b.sqlite3")
+    first = LocalBackend(db_path=db, port=port).start()
+    cfg = Configuration(base_url=first.url, outbox=str(tmp_path / "bg.sqlite3"), background_reports=True,
+                        retry=FAST, connect_timeout=0.5, read_timeout=2)
+    backend = Backend(cfg)
+    half_done = threading.Event()
+
+    def reporter(thread_no):
+        for n in range(125):
+            if thread_no == 0 and n == 60:
+                half_done.set()
+            receipt = backend.report_external_task(agent_id="agt-openai", id=f"t{thread_no}-{n:03d}")
+            assert isinstance(receipt, QueuedReport) and receipt.reason == "background"
+
+    threads = [threading.Thread(target=reporter, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    half_done.wait(10)
+    first.stop()  # the backend fails mid-way
+    for t in threads:
+        t.join()
+    assert backend.flush(timeout=60) is True
+    queued = {r["task_id"] for r in Outbox(cfg.outbox).pending()}
+
+    with LocalBackend(db_path=db, port=port) as second:  # the same store, back up
+        delivered_before = {r["body"]["id"] for r in second.reports()}
+        # None lost: what did not reach the platform is in the outbox. (A report whose answer was
+        # cut off by the outage may be in both; its id makes the second delivery a no-op.)
+        assert len(delivered_before | queued) == 1000 and queued
+        while backend.flush_outbox().remaining:
+            pass
+        ids = [r["body"]["id"] for r in second.reports()]
+    assert len(ids) == 1000 and len(set(ids)) == 1000
+    for thread_no in range(8):  # per-thread order across the outage
+        mine = [i for i in ids if i.startswith(f"t{thread_no}-")]
+        assert mine == sorted(mine) and len(mine) == 125
+
+
+def test_stale_agent_is_used_when_the_platform_is_down(tmp_path, caplog):
+    with LocalBackend(db_path=str(tmp_path / "b.sqlite3")) as local:
+        cfg = Configuration(base_url=local.url, agent_cache_ttl=0, retry=RetryPolicy(max_retries=0))
+        transport = Transport(cfg)
+        assert BuildContext(transport).load_agent("agt-openai").name == "CRM Assistant"
+    with caplog.at_level(logging.WARNING, logger="xpander_sync"):
+        agent = BuildContext(transport).load_agent("agt-openai")  # the backend is gone now
+    assert agent.name == "CRM Assistant" and "using the copy fetched" in caplog.text
+    with pytest.raises(TransportError):
+        BuildContext(transport).load_agent("agt-anthropic")  # never fetched: the typed error
+
+    stale_limit = Configuration(base_url=cfg.base_url, agent_cache_ttl=0, agent_max_staleness=0,
+                                retry=RetryPolicy(max_retries=0))
+    strict = Transport(stale_limit)
+    strict.caches.agents.put(("agt-openai", "latest"), load_fixture("agent_openai"))
+    with pytest.raises(TransportError):
+        BuildContext(strict).load_agent("agt-openai")  # staleness 0 disables the fallback

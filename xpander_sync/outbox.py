@@ -1,0 +1,223 @@
+"""A durable outbox for external-task reports.
+
+A report that cannot be delivered (network failure, 5xx or 429 after the allowed retries)
+is written to a SQLite file and delivered later by :meth:`Outbox.flush` (or
+``xpander-sync outbox flush``), in the order it was made, with its original task id, so
+the platform stores it once. An entry is deleted only after a 2xx answer.
+
+Several processes (two cron jobs) may use one outbox at once: each flush *claims* the
+rows it sends in a short ``BEGIN IMMEDIATE`` transaction, with a lease, so a row is sent
+by one process at a time, and a crashed flusher's claim expires. The API key is never
+stored: rows hold the agent id, the base URL and the body; the key comes from the
+configuration at flush time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import attrs
+
+from .errors import APIError, ModuleException, RateLimitError, ServerError, TransportError
+
+logger = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS reports (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id TEXT NOT NULL UNIQUE,
+    agent_id TEXT NOT NULL,
+    base_url TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    claimed_by TEXT,
+    claimed_until REAL
+)
+"""
+
+
+def is_retryable_later(exc: BaseException) -> bool:
+    """Whether a failed report should be kept for later (no answer, 5xx, 429) rather than raised."""
+    return isinstance(exc, (TransportError, ServerError, RateLimitError))
+
+
+@attrs.frozen
+class QueuedReport:
+    """What ``report_external_task`` returns when the report was put in the outbox, not delivered.
+
+    Attributes:
+        task_id: the report's task id (it will be delivered with this id).
+        agent_id: the agent it belongs to.
+        reason: why it is queued (the delivery error, or ``"background"``).
+        outbox: the outbox file.
+    """
+
+    task_id: str
+    agent_id: str
+    reason: str
+    outbox: str
+    delivered: bool = False
+
+
+@attrs.frozen
+class FlushResult:
+    """What a flush did: ``delivered`` task ids, ``failed`` (task id, error) pairs, ``remaining`` count."""
+
+    delivered: List[str]
+    failed: List[Any]
+    remaining: int
+
+
+class Outbox:
+    """A SQLite outbox file.
+
+    Args:
+        path: the SQLite file (created with its folder if missing).
+        lease: seconds a flusher may hold claimed rows before another process may take them.
+    """
+
+    def __init__(self, path: Union[str, os.PathLike[str]], *, lease: float = 120.0) -> None:
+        self.path = str(path)
+        self.lease = lease
+        self._local = threading.local()
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as conn:
+            conn.execute(_SCHEMA)
+
+    def __repr__(self) -> str:
+        return f"Outbox({self.path!r})"
+
+    def _connect(self) -> sqlite3.Connection:
+        conn: Optional[sqlite3.Connection] = getattr(self._local, "conn", None)
+        if conn is None or getattr(self._local, "pid", None) != os.getpid():
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")  # durable: a queued report survives a power cut
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+            self._local.pid = os.getpid()
+        return _Tx(conn)  # type: ignore[return-value]
+
+    def put(self, agent_id: str, base_url: str, body: Dict[str, Any]) -> None:
+        """Store one report (idempotent on its task id)."""
+        with self._connect() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO reports (task_id, agent_id, base_url, body, created_at) VALUES (?, ?, ?, ?, ?)",
+                (body["id"], agent_id, base_url, json.dumps(body, separators=(",", ":")), time.time()),
+            )
+
+    def pending(self) -> List[Dict[str, Any]]:
+        """The queued reports, oldest first: ``task_id, agent_id, base_url, body, attempts, last_error``."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT task_id, agent_id, base_url, body, attempts, last_error FROM reports ORDER BY seq"
+            ).fetchall()
+        return [
+            {"task_id": r[0], "agent_id": r[1], "base_url": r[2], "body": json.loads(r[3]), "attempts": r[4],
+             "last_error": r[5]}
+            for r in rows
+        ]
+
+    def __len__(self) -> int:
+        with self._connect() as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM reports").fetchone()[0])
+
+    def _claim(self, owner: str, base_url: str, limit: int) -> List[Any]:
+        now = time.time()
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            rows = conn.execute(
+                "SELECT seq, task_id, agent_id, body FROM reports WHERE base_url = ? "
+                "AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY seq LIMIT ?",
+                (base_url, now, limit),
+            ).fetchall()
+            # Keep order across processes: only claim a prefix nobody else holds.
+            first_held = conn.execute(
+                "SELECT MIN(seq) FROM reports WHERE base_url = ? AND claimed_until >= ?", (base_url, now)
+            ).fetchone()[0]
+            if first_held is not None:
+                rows = [r for r in rows if r[0] < first_held]
+            conn.executemany(
+                "UPDATE reports SET claimed_by = ?, claimed_until = ? WHERE seq = ?",
+                [(owner, now + self.lease, r[0]) for r in rows],
+            )
+            conn.execute("COMMIT")
+        return rows
+
+    def flush(self, transport: Any, *, limit: int = 1000) -> FlushResult:
+        """Deliver queued reports for ``transport``'s base URL, in order.
+
+        Stops at the first report that still cannot be delivered (so later ones do not
+        overtake it); a report the platform rejects with a 4xx is kept with its error and
+        skipped, so one bad row cannot block the rest forever.
+
+        Args:
+            transport: a :class:`~xpander_sync.transport.Transport` (its configuration's key is used).
+            limit: at most this many reports in one flush.
+
+        Returns:
+            A :class:`FlushResult`.
+        """
+        owner = uuid.uuid4().hex
+        base_url = transport.configuration.base_url
+        delivered: List[str] = []
+        failed: List[Any] = []
+        rows = self._claim(owner, base_url, limit)
+        stop = False
+        for seq, task_id, agent_id, body in rows:
+            if stop:
+                self._release(seq, owner, None)
+                continue
+            try:
+                transport.request("POST", f"/agent-execution/{agent_id}/report_task", json=json.loads(body),
+                                  repeatable=True)
+            except ModuleException as exc:
+                self._release(seq, owner, str(exc))
+                failed.append((task_id, str(exc)))
+                if is_retryable_later(exc) or not isinstance(exc, APIError):
+                    stop = True
+                continue
+            with self._connect() as conn:
+                conn.execute("DELETE FROM reports WHERE seq = ? AND claimed_by = ?", (seq, owner))
+            delivered.append(task_id)
+        if delivered:
+            logger.info("outbox %s: delivered %d report(s)", self.path, len(delivered))
+        return FlushResult(delivered=delivered, failed=failed, remaining=len(self))
+
+    def _release(self, seq: int, owner: str, error: Optional[str]) -> None:
+        with self._connect() as conn:
+            if error is None:
+                conn.execute(
+                    "UPDATE reports SET claimed_by = NULL, claimed_until = NULL WHERE seq = ? AND claimed_by = ?",
+                    (seq, owner),
+                )
+            else:
+                conn.execute(
+                    "UPDATE reports SET claimed_by = NULL, claimed_until = NULL, attempts = attempts + 1, "
+                    "last_error = ? WHERE seq = ? AND claimed_by = ?",
+                    (error[:500], seq, owner),
+                )
+
+
+class _Tx:
+    """``with`` wrapper around a connection in autocommit mode (explicit BEGIN where needed)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        return self.conn
+
+    def __exit__(self, exc_type: Any, *rest: Any) -> None:
+        if exc_type is not None and self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
