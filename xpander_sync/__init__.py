@@ -55,6 +55,7 @@ from .models import (
     ThinkMode,
     Tokens,
     Tool,
+    ToolInvocationResult,
     User,
 )
 from .resources import Agents, Tasks
@@ -103,6 +104,7 @@ __all__ = [
     "ThinkMode",
     "Tokens",
     "Tool",
+    "ToolInvocationResult",
     "TransportError",
     "UnsupportedFrameworkError",
     "User",

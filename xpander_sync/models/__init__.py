@@ -26,6 +26,7 @@ from .common import (
 from .events import TaskUpdateEvent
 from .task import AgentExecutionInput, DeepPlanning, DeepPlanningItem, Task, User
 from .tokens import ExecutionTokens, Tokens
+from .tools import ToolInvocationResult
 
 __all__ = [
     "Agent",
@@ -54,5 +55,6 @@ __all__ = [
     "ThinkMode",
     "Tokens",
     "Tool",
+    "ToolInvocationResult",
     "User",
 ]

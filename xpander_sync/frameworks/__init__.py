@@ -1,0 +1,247 @@
+"""Framework adapters: turn a platform agent into one framework's constructor arguments.
+
+An *adapter* is a builder function
+``builder(agent, task, override, tools, auth_events_callback, context) -> dict``,
+registered under a framework name. :func:`dispatch_get_args` (what
+``Backend.get_args`` calls) picks it and returns its dict.
+
+**Which adapter.** An explicit ``framework=`` argument wins; otherwise the agent's
+``framework`` field; an absent or empty field means ``agno``. A framework the platform
+knows but that has no adapter here yet (``google-adk``, ``langchain``,
+``open-ai-agents``, ``strands-agents``, ``open-claw``) raises
+:class:`~xpander_sync.errors.UnsupportedFrameworkError` listing the supported ones.
+The official SDK instead overwrites ``agent.framework`` with ``agno`` for every agent
+(mutating the caller's object) and builds agno arguments for an agent configured for,
+say, LangChain: a silent surprise. Here the caller opts in: pass ``framework="agno"`` to
+build agno arguments for any agent. The caller's :class:`~xpander_sync.Agent` is never
+modified.
+
+**Lazy loading.** Built-in adapters are registered as ``"module:function"`` strings and
+imported on first use, so ``import xpander_sync.frameworks`` imports no framework.
+Third-party adapters can be registered with :func:`register_framework`, or through the
+``xpander_sync.frameworks`` entry-point group (name = framework, value = builder); the
+group is scanned once, only when a name is not registered yet or when the supported list
+is asked for. An entry point never replaces a built-in or explicitly registered adapter.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Union
+
+from ..errors import InvalidInputError, UnsupportedFrameworkError
+from ..models.common import Framework
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..models.agent import Agent
+    from ..models.task import Task
+    from ._context import BuildContext
+
+logger = logging.getLogger(__name__)
+
+#: ``builder(agent, task, override, tools, auth_events_callback, context) -> dict``
+Builder = Callable[..., Dict[str, Any]]
+
+#: The entry-point group third-party adapters register under.
+ENTRY_POINT_GROUP = "xpander_sync.frameworks"
+#: The framework used when the agent names none.
+DEFAULT_FRAMEWORK = "agno"
+
+_BUILTIN: Dict[str, str] = {"agno": "xpander_sync.frameworks.agno:build_agno_args"}
+
+_lock = threading.Lock()
+_registry: Dict[str, Union[str, Builder]] = dict(_BUILTIN)
+_entry_points: Dict[str, Any] = {}
+_entry_points_scanned = False
+
+__all__ = [
+    "DEFAULT_FRAMEWORK",
+    "ENTRY_POINT_GROUP",
+    "dispatch_get_args",
+    "get_builder",
+    "register_framework",
+    "supported_frameworks",
+    "unregister_framework",
+]
+
+
+def _normalize(name: Any) -> str:
+    return str(getattr(name, "value", name) or "").strip().lower()
+
+
+def register_framework(name: str, builder: Union[str, Builder]) -> Union[str, Builder]:
+    """Register (or replace) the adapter for a framework.
+
+    Args:
+        name: the framework name as the platform writes it (``"langchain"``); compared
+            case-insensitively.
+        builder: the builder function, or a ``"package.module:function"`` string imported
+            on first use.
+
+    Returns:
+        ``builder`` unchanged.
+
+    Raises:
+        InvalidInputError: an empty name, or a builder that is neither callable nor a
+            ``"module:function"`` string.
+    """
+    key = _normalize(name)
+    if not key:
+        raise InvalidInputError("framework name must be a non-empty string")
+    if isinstance(builder, str):
+        module, _, attr = builder.partition(":")
+        if not module or not attr:
+            raise InvalidInputError("builder must be a callable or a 'package.module:function' string")
+    elif not callable(builder):
+        raise InvalidInputError("builder must be a callable or a 'package.module:function' string")
+    with _lock:
+        _registry[key] = builder
+    logger.debug("framework adapter registered for %r", key)
+    return builder
+
+
+def unregister_framework(name: str) -> None:
+    """Remove an adapter (a built-in one goes back to its default). Meant for tests."""
+    key = _normalize(name)
+    with _lock:
+        if key in _BUILTIN:
+            _registry[key] = _BUILTIN[key]
+        else:
+            _registry.pop(key, None)
+
+
+def supported_frameworks() -> List[str]:
+    """The framework names with an adapter (built-in, registered or from entry points), sorted."""
+    _scan_entry_points()
+    with _lock:
+        return sorted(set(_registry) | set(_entry_points))
+
+
+def get_builder(name: str) -> Builder:
+    """The builder for a framework, importing it on first use.
+
+    Args:
+        name: the framework name (case-insensitive).
+
+    Returns:
+        The builder function.
+
+    Raises:
+        UnsupportedFrameworkError: no adapter for ``name``; the message lists the supported ones.
+    """
+    key = _normalize(name)
+    with _lock:
+        entry = _registry.get(key)
+    if entry is None:
+        _scan_entry_points()
+        with _lock:
+            entry = _registry.get(key)
+            point = _entry_points.get(key) if entry is None else None
+        if point is not None:
+            entry = point.load()
+            if not callable(entry):
+                raise UnsupportedFrameworkError(
+                    f"the {ENTRY_POINT_GROUP!r} entry point {key!r} is not a callable builder"
+                )
+            with _lock:
+                entry = _registry.setdefault(key, entry)
+    if entry is None:
+        raise UnsupportedFrameworkError(_unsupported_message(key))
+    if isinstance(entry, str):
+        builder = _import_path(entry)
+        with _lock:
+            # Replace the string by the function unless someone re-registered meanwhile.
+            if _registry.get(key) == entry:
+                _registry[key] = builder
+        return builder
+    return entry
+
+
+def dispatch_get_args(
+    agent: Agent,
+    task: Optional[Task] = None,
+    override: Optional[Dict[str, Any]] = None,
+    tools: Optional[List[Any]] = None,
+    auth_events_callback: Optional[Callable[..., Any]] = None,
+    *,
+    context: BuildContext,
+    framework: Optional[str] = None,
+) -> Dict[str, Any]:
+    """Build the constructor arguments of ``agent`` for its framework.
+
+    Args:
+        agent: the loaded agent (not modified).
+        task: the task being run, or ``None``.
+        override: constructor arguments applied last.
+        tools: extra tools appended to the built ones.
+        auth_events_callback: the caller's MCP auth-event callback.
+        context: the platform access of this call.
+        framework: build for this framework instead of ``agent.framework``.
+
+    Returns:
+        The builder's dict.
+
+    Raises:
+        UnsupportedFrameworkError: no adapter for the framework.
+        FrameworkNotInstalledError: the framework (or a provider package) is missing.
+    """
+    name = _normalize(framework) if framework is not None and _normalize(framework) else None
+    if name is None:
+        name = _normalize(agent.framework) or DEFAULT_FRAMEWORK
+    elif name != _normalize(agent.framework):
+        logger.debug("building agent %s for %r (configured: %r)", agent.id, name, _normalize(agent.framework))
+    builder = get_builder(name)
+    args = builder(agent, task, override, tools, auth_events_callback, context)
+    if not isinstance(args, dict):
+        raise TypeError(f"the {name!r} adapter returned {type(args).__name__}, not a dict")
+    return args
+
+
+# -- internals -------------------------------------------------------------------------------
+
+
+def _import_path(path: str) -> Builder:
+    module_name, _, attr = path.partition(":")
+    module = importlib.import_module(module_name)
+    builder = getattr(module, attr)
+    if not callable(builder):
+        raise UnsupportedFrameworkError(f"{path} is not a callable builder")
+    return builder
+
+
+def _scan_entry_points() -> None:
+    global _entry_points_scanned
+    if _entry_points_scanned:
+        return
+    found: Dict[str, Any] = {}
+    try:
+        from importlib import metadata
+
+        eps: Any = metadata.entry_points()
+        if hasattr(eps, "select"):  # Python >= 3.10
+            group = eps.select(group=ENTRY_POINT_GROUP)
+        else:  # Python 3.9: a dict of group -> entry points
+            group = eps.get(ENTRY_POINT_GROUP, ())
+        for point in group:
+            key = _normalize(point.name)
+            if key:
+                found.setdefault(key, point)
+    except Exception as exc:  # broken metadata must not break get_args
+        logger.warning("could not read the %s entry points: %s", ENTRY_POINT_GROUP, type(exc).__name__)
+    with _lock:
+        for key, point in found.items():
+            if key not in _registry:
+                _entry_points.setdefault(key, point)
+        _entry_points_scanned = True
+
+
+def _unsupported_message(name: str) -> str:
+    supported = ", ".join(supported_frameworks())
+    if name in Framework.known():
+        return (
+            f"framework {name!r} has no adapter in xpander-sync yet; supported: {supported}. "
+            f"Pass framework='agno' to build agno arguments for this agent anyway."
+        )
+    return f"unknown framework {name!r}; supported: {supported}"
