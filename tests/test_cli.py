@@ -167,3 +167,31 @@ def test_main_in_process_returns_exit_codes(capsys, local, monkeypatch):
     monkeypatch.setenv("XPANDER_API_KEY", SENTINEL)
     assert main(["report", "--agent-id", "agt-openai", "--input", "i", "--result", "r"]) == 0
     assert capsys.readouterr().out.strip() == local.reports()[0]["body"]["id"]
+
+
+def test_quickstart_runs_offline_and_builds_real_agents():
+    done = run_cli("quickstart", "--json", timeout=180)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["ok"] is True and summary["agno_installed"] is True
+    steps = {s["step"]: s for s in summary["steps"]}
+    assert all(s["ok"] for s in summary["steps"])
+    assert steps["get_args + construct agt-team"]["constructed"] == "agno.team.team.Team"
+    assert steps["get_args + construct agt-openai"]["constructed"] == "agno.agent.agent.Agent"
+    tool = steps["call an xpander tool through the returned function"]
+    assert tool["sent_body"]["query_params"] == {"q": "ada", "limit": 10, "company": "Acme"}
+    assert steps["MCP OAuth auth events"]["events"] == ["login_required", "token_ready"]
+    assert steps["report an external task"]["status"] == "completed"
+
+
+def test_args_command_summarises_without_secrets(local):
+    done = run_cli("args", "agt-anthropic", "--json", env=env_for(local))
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["model"] == {"class": "Claude", "id": "claude-sonnet-4-5-20250929"}
+    assert summary["structured_output"] is True and summary["storage"]["schema"] == "ag_agt_anthropic"
+    assert "sk-ant-LOCAL-SAMPLE" not in done.stdout + done.stderr and SENTINEL not in done.stdout + done.stderr
+    text = run_cli("args", "agt-team", env=env_for(local))
+    assert text.returncode == 0 and "agno.team.Team" in text.stdout and "members:" in text.stdout
+    missing = run_cli("args", "agt-nope", env=env_for(local))
+    assert missing.returncode == 1 and "[404]" in missing.stderr

@@ -140,3 +140,68 @@ def test_testing_kit_helpers(xpander_backend):
     xpander_backend.register_tool("Echo", lambda payload, headers: {"echoed": payload})
     assert context.invoke_tool(agent, None, "Echo", {"a": 1}).result == {"echoed": {"a": 1}}
     assert json.dumps(xpander_backend.requests)  # the log is plain JSON data
+
+
+def test_get_args_over_loopback_builds_agents_and_calls_tools(xpander_backend):
+    from agno.agent import Agent as AgnoAgent
+    from agno.team import Team
+    from agno.tools.function import FunctionCall
+
+    backend = Backend(xpander_backend.configuration)
+    task = backend.invoke_agent("agt-openai", "find ada", user_details=User(id="u-1", email="u@example.com"))
+    args = backend.get_args(agent_id="agt-openai", task=task)
+    agent = AgnoAgent(**args)
+    assert agent.id == "agt-openai" and args["session_id"] == task.id and args["user_id"] == "u-1"
+    search = next(t for t in args["tools"] if t.name == "XpanderCrmSearchContacts")
+    outcome = FunctionCall(function=search, arguments={"query_params": {"q": "ada"}}).execute()
+    assert json.loads(outcome.result)["payload"]["query_params"] == {"q": "ada", "limit": 10, "company": "Acme"}
+    (call,) = xpander_backend.tool_calls()
+    assert call["headers"]["x-execution-id"] == task.id
+
+    team_args = backend.get_args(agent_id="agt-team")  # no task: works (upstream raises AttributeError)
+    team = Team(**team_args)
+    assert [m.name for m in team.members] == ["Contract Reviewer", "Researcher"]
+    paths = [(r["method"], r["path"]) for r in xpander_backend.requests if r["path"].startswith(("/agents", "/meta"))]
+    assert ("GET", "/agents/agt-team") in paths and ("GET", "/agents/agt-sub-b") in paths
+
+
+def test_get_args_with_mcp_oauth_over_loopback(xpander_backend):
+    from agno.agent import Agent as AgnoAgent
+
+    seen = []
+
+    def click(agent, task, event):
+        seen.append(event.data["type"])
+        if event.data["type"] == "login_required":
+            requests.get(event.data["data"]["url"], timeout=5)
+
+    cfg = Configuration(api_key=xpander_backend.configuration.api_key, base_url=xpander_backend.url,
+                        mcp_auth_poll_interval=0.05)
+    backend = Backend(cfg)
+    task = backend.invoke_agent("agt-mcp", "q", user_details=User(id="user-9", email="n@example.com"))
+    args = backend.get_args(agent_id="agt-mcp", task=task, auth_events_callback=click)
+    AgnoAgent(**args)
+    (toolkit,) = args["tools"]
+    assert toolkit.server_params.headers["Authorization"].startswith("Bearer ")
+    assert seen == ["login_required", "token_ready"]
+
+
+def test_get_args_keeps_serving_when_the_backend_goes_down(tmp_path, caplog):
+    import logging
+
+    from agno.agent import Agent as AgnoAgent
+
+    from xpander_sync import RetryPolicy, TransportError
+
+    local = LocalBackend(db_path=str(tmp_path / "b.sqlite3")).start()
+    cfg = Configuration(base_url=local.url, agent_cache_ttl=0, metadata_cache_ttl=0,
+                        retry=RetryPolicy(max_retries=0))
+    backend = Backend(cfg)
+    backend.get_args(agent_id="agt-openai")
+    local.stop()
+    with caplog.at_level(logging.WARNING, logger="xpander_sync"):
+        args = backend.get_args(agent_id="agt-openai")
+    assert AgnoAgent(**args).id == "agt-openai"
+    assert "using the copy fetched" in caplog.text
+    with pytest.raises(TransportError):
+        backend.get_args(agent_id="agt-anthropic")  # never fetched

@@ -103,7 +103,7 @@ class PlatformCaches:
     def __init__(self, agent_ttl: float, metadata_ttl: float, agent_keep: float = 0.0):
         self.agents = TTLCache(agent_ttl, keep=agent_keep)
         self.org_headers = TTLCache(metadata_ttl, maxsize=4)
-        self.db = TTLCache(metadata_ttl)
+        self.db = TTLCache(metadata_ttl, keep=agent_keep)
 
     def clear(self) -> None:
         """Forget everything (e.g. after changing an agent on the platform)."""

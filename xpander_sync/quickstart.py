@@ -72,7 +72,8 @@ def run_quickstart(out: TextIO, *, as_json: bool = False) -> int:
         steps.append({"step": name, "ok": ok, "ms": round((time.perf_counter() - started) * 1000, 1), **detail})
 
     with LocalBackend(api_key=api_key) as local:
-        config = Configuration(api_key=api_key, base_url=local.url, organization_id="local-org")
+        config = Configuration(api_key=api_key, base_url=local.url, organization_id="local-org",
+                               mcp_auth_poll_interval=0.1)
         backend = Backend(config)
         agno = _agno_installed()
         state: Dict[str, Any] = {}

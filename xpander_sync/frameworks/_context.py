@@ -146,7 +146,8 @@ class BuildContext:
     def db_connection_uri(self, agent: Agent) -> str:
         """The agent's session-storage URI (``GET /agents/{id}/db``), cached for ``metadata_cache_ttl``.
 
-        The URI holds a password: it is never logged.
+        The URI holds a password: it is never logged. Like agents, a copy fetched within
+        ``agent_max_staleness`` is used when the platform fails.
 
         Raises:
             ResponseDecodeError: the platform returned no ``connection_uri.uri``.
@@ -162,7 +163,16 @@ class BuildContext:
                 raise ResponseDecodeError("AgentDB", ["connection_uri.uri missing or empty @ $.connection_uri.uri"])
             return uri.strip()
 
-        return self.transport.caches.db.get_or_load(agent.id, fetch)
+        cache = self.transport.caches.db
+        try:
+            return cache.get_or_load(agent.id, fetch)
+        except (TransportError, ServerError, RateLimitError) as exc:
+            stale = cache.get_stale(agent.id)
+            if stale is None:
+                raise
+            logger.warning("agent %s: the platform failed (%s); using the DB address fetched %.0f s ago",
+                           agent.id, exc, stale[0])
+            return str(stale[1])
 
     # -- tools -------------------------------------------------------------------------
 
