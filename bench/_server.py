@@ -56,7 +56,7 @@ class BenchServer:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def __enter__(self) -> "BenchServer":
+    def __enter__(self) -> BenchServer:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         return self

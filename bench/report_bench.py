@@ -16,10 +16,10 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _server import BenchServer  # noqa: E402
+from _server import BenchServer
 
-from xpander_sync import Backend, Configuration  # noqa: E402
-from xpander_sync.backend import build_report_body  # noqa: E402
+from xpander_sync import Backend, Configuration
+from xpander_sync.backend import build_report_body
 
 FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "report_response.json"
 
@@ -73,7 +73,7 @@ def main(runs: int = 500) -> dict:
         "ratio_median": round(our_med / raw_med, 2),
         "target_ratio": 1.5,
     }
-    print("report_external_task vs raw requests.Session POST (loopback, %d runs)" % runs)
+    print(f"report_external_task vs raw requests.Session POST (loopback, {runs} runs)")
     print(f"  ours: median {our_med:.3f} ms, p95 {our_p95:.3f} ms")
     print(f"  raw:  median {raw_med:.3f} ms, p95 {raw_p95:.3f} ms")
     print(f"  ratio (median): {our_med / raw_med:.2f}x  (target <= 1.5x)")

@@ -8,9 +8,10 @@ Installed with the package (entry point ``pytest11``), so in your own suite::
         assert report["body"]["is_success"] is True
 
 Fixtures:
-    xpander_backend: a started :class:`~xpander_sync.local.LocalBackend` (bundled sample
-        agents, a temporary SQLite file, a random API key) wrapped in :class:`XpanderTestBackend`.
-    xpander_config: the :class:`~xpander_sync.Configuration` pointing at it.
+
+* ``xpander_backend``: a started :class:`~xpander_sync.local.LocalBackend` (bundled sample
+  agents, a temporary SQLite file, a random API key) wrapped in :class:`XpanderTestBackend`.
+* ``xpander_config``: the :class:`~xpander_sync.Configuration` pointing at it.
 
 Helpers: :func:`make_agent` builds a valid agent payload for ``add_agent``.
 """
