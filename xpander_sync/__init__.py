@@ -14,6 +14,7 @@ from ._retry import RetryPolicy
 from ._version import __version__
 from .backend import Backend
 from .config import Configuration
+from .handlers import on_auth_event
 from .errors import (
     APIError,
     AuthenticationError,
@@ -110,4 +111,5 @@ __all__ = [
     "User",
     "XpanderError",
     "__version__",
+    "on_auth_event",
 ]

@@ -15,7 +15,7 @@ import attrs
 from ._async import async_twin
 from ._background import dispatcher_for
 from ._converter import unstructure
-from .config import ENV_AGENT_ID
+from .config import ENV_AGENT_ID, Configuration
 from .errors import ConfigurationError, InvalidInputError, MissingAgentError, ModuleException
 from .models.agent import Agent
 from .models.common import OutputFormat
@@ -25,6 +25,7 @@ from .outbox import FlushResult, Outbox, QueuedReport, is_retryable_later
 from .resources._base import Resource
 from .resources.agents import check_id, version_header
 from .resources.tasks import Tasks, build_create_task_body
+from .transport import Transport
 
 logger = logging.getLogger(__name__)
 
@@ -150,8 +151,8 @@ class Backend(Resource):
             equal configurations share one connection pool.
     """
 
-    def __init__(self, configuration: Any = None, **kwargs: Any) -> None:
-        super().__init__(configuration, **kwargs)
+    def __init__(self, configuration: Optional[Configuration] = None, *, transport: Optional[Transport] = None) -> None:
+        super().__init__(configuration, transport=transport)
         self._tasks = Tasks(self.configuration, transport=self._transport)
 
     def report_external_task(
