@@ -11,7 +11,8 @@ EXPECTED = [
     "Backend", "Configuration", "Agents", "Agent", "Tasks", "Task", "Tokens", "TaskUpdateEvent", "OutputFormat",
     "AgentExecutionStatus", "XpanderError", "ModuleException", "APIError", "AuthenticationError",
     "PermissionDeniedError", "NotFoundError", "RateLimitError", "ServerError", "TransportError",
-    "RequestTimeoutError", "ResponseDecodeError", "ConfigurationError", "InvalidInputError",
+    "RequestTimeoutError", "ResponseDecodeError", "ConfigurationError", "InvalidInputError", "on_auth_event",
+    "on_task", "on_boot", "on_shutdown", "ToolInvocationResult",
 ]
 
 

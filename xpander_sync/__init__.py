@@ -14,7 +14,7 @@ from ._retry import RetryPolicy
 from ._version import __version__
 from .backend import Backend
 from .config import Configuration
-from .handlers import on_auth_event
+from .handlers import on_auth_event, on_boot, on_shutdown, on_task
 from .errors import (
     APIError,
     AuthenticationError,
@@ -112,4 +112,7 @@ __all__ = [
     "XpanderError",
     "__version__",
     "on_auth_event",
+    "on_boot",
+    "on_shutdown",
+    "on_task",
 ]

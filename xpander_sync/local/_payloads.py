@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import json
 import uuid
 from typing import Any, Iterable, Optional
 
@@ -474,3 +475,90 @@ def merge_task_update(task: dict[str, Any], body: Any) -> dict[str, Any]:
     elif status in TERMINAL_STATUSES and not merged.get("finished_at"):
         merged["finished_at"] = now
     return merged
+
+
+# -- the worker stream -----------------------------------------------------------------------------------
+
+#: Events a worker may POST to ``/{org}/events/{worker_id}?type=worker``.
+WORKER_EVENTS = frozenset({"worker-heartbeat", "worker-capacity-update", "worker-finished"})
+#: Environments a worker may ask for (``?environment=``).
+WORKER_ENVIRONMENTS = frozenset({"local", "xpander"})
+
+
+def sse_frame(event: str, data: Any) -> bytes:
+    """One server-sent event: ``event: <name>`` and a single ``data:`` line of compact JSON."""
+    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return f"event: {event}\ndata: {payload}\n\n".encode()
+
+
+#: An SSE comment: ignored by clients, but it proves the connection is alive (both ways).
+SSE_KEEPALIVE = b": keep-alive\n\n"
+
+
+def worker_asset(
+    worker_id: str, agent: dict[str, Any], organization_id: str, environment: str, number: int
+) -> dict[str, Any]:
+    """The ``DeployedAsset`` sent as the ``worker-registration`` event (reference §13 shape).
+
+    Args:
+        worker_id: The new worker's id.
+        agent: The agent the worker serves.
+        organization_id: The agent's organization.
+        environment: ``local`` or ``xpander``.
+        number: A per-agent counter, for a readable ``name``.
+    """
+    now = now_iso()
+    return {
+        "id": worker_id,
+        "name": f"worker-{agent['id']}-{number}",
+        "organization_id": organization_id,
+        "type": "worker",
+        "created_at": now,
+        "created_by": None,
+        "last_heartbeat": now,
+        "configuration": None,
+        "dedicated_agent_id": agent["id"],
+        "parent_asset_id": None,
+        "is_busy": False,
+        "metadata": {
+            "unique_name": agent.get("unique_name") or agent["id"],
+            "name": agent.get("name", agent["id"]),
+            "environment": environment,
+        },
+    }
+
+
+def validate_worker_event(body: Any) -> tuple[str, Any]:
+    """Check a worker POST body ``{"id", "event", "data"}``; return ``(event, data)``.
+
+    ``worker-heartbeat`` carries a datetime string, ``worker-capacity-update`` ``{"is_busy": bool}``,
+    ``worker-finished`` an object.
+
+    Raises:
+        BodyError: The body does not have that shape.
+    """
+    if not isinstance(body, dict):
+        raise BodyError(["the body must be a JSON object"])
+    problems: list[str] = []
+    if not isinstance(body.get("id"), str) or not body["id"]:
+        problems.append("id must be a non-empty string")
+    event = body.get("event")
+    if event not in WORKER_EVENTS:
+        problems.append("event must be one of " + ", ".join(sorted(WORKER_EVENTS)))
+    data = body.get("data")
+    if event == "worker-heartbeat":
+        if not isinstance(data, str):
+            problems.append("data must be a datetime string")
+        else:
+            try:
+                _dt.datetime.fromisoformat(data.replace("Z", "+00:00"))
+            except ValueError:
+                problems.append("data must be an ISO 8601 datetime")
+    elif event == "worker-capacity-update":
+        if not isinstance(data, dict) or not isinstance(data.get("is_busy"), bool):
+            problems.append("data must be an object with a boolean is_busy")
+    elif event == "worker-finished" and not isinstance(data, dict):
+        problems.append("data must be an object")
+    if problems:
+        raise BodyError(problems)
+    return str(event), data

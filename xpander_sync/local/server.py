@@ -21,6 +21,26 @@ Design notes:
 * Secrets: the configured API key is compared in constant time and never echoed; ``x-api-key`` and
   ``authorization`` are replaced by ``"***"`` in :attr:`LocalBackend.requests_log`. Issued MCP tokens are only
   returned by ``get_token`` (``token_ready``) and :meth:`LocalBackend.complete_login`.
+
+The worker stream (what ``xpander-sync worker`` connects to), under the organization segment of
+``Configuration.events_root`` (``{url}/{organization_id}``):
+
+* ``GET /{org}/events/{agent_id}/?environment=local|xpander`` answers ``text/event-stream`` (chunked). The first
+  frame is ``worker-registration`` (a ``DeployedAsset`` with a fresh worker id); then every ``pending`` task of
+  the agent that no other open stream holds is sent as ``agent-execution`` (the stored Task JSON), oldest
+  first, and *claimed* by this stream. Nothing is sent while the worker reported ``is_busy: true``. A
+  ``: keep-alive`` comment goes out after ``keepalive_interval`` seconds of silence.
+* Exactly-once delivery: a claimed task is never sent on another stream while the claiming stream is open.
+  When a stream ends (the worker left, :meth:`LocalBackend.disconnect_workers`, or the backend stopped), its
+  claims are dropped, so tasks it received but never moved out of ``pending`` are sent again to the next
+  worker; a task that reached ``executing`` is never re-sent. Claims live in memory: a backend restarted on
+  the same ``db_path`` re-sends every task still ``pending``. A task put back to ``pending`` (a continuation
+  through ``POST /agent-execution/{agent_id}`` with its id) is delivered again.
+* ``POST /{org}/events/{worker_id}?type=worker&agent_id=...`` takes the worker's
+  ``{"id", "event", "data"}`` bodies: ``worker-heartbeat`` (an ISO datetime), ``worker-capacity-update``
+  (``{"is_busy": bool}``), ``worker-finished``. Unknown worker → 404; a bad body → 400.
+* A stream notices a worker that went away within ``stream_poll_interval`` (the socket turns readable at
+  EOF) and :meth:`LocalBackend.stop` ends every stream at once.
 """
 
 from __future__ import annotations
@@ -32,6 +52,7 @@ import logging
 import os
 import re
 import secrets
+import select
 import selectors
 import socket
 import threading
@@ -43,7 +64,7 @@ from typing import Any, Callable, NamedTuple, Optional, Union
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from . import _payloads as payloads
-from .store import Store
+from .store import Store, StoreClosedError
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +81,8 @@ TOOL_CALL_HEADERS = ("x-agent-version", "x-execution-id", "x-preflight-check", "
 REQUEST_LOG_LIMIT = 10_000
 
 _STOP_JOIN_S = 2.0
+#: Disconnected workers remembered by :meth:`LocalBackend.workers`.
+_WORKER_HISTORY = 1000
 
 
 def sample_agents_dir() -> Path:
@@ -130,11 +153,64 @@ _ROUTES = (
     _route("POST", "/agents-metrics/{agent_id}/execution", "_r_metrics"),
     _route("GET", "/mcp_auth/login", "_r_mcp_login", auth=False),  # the user's browser: no API key
     _route("POST", "/mcp_auth/{agent_id}/{user_id}/get_token", "_r_mcp_get_token"),
+    # The worker stream and its POST route live under the organization segment (Configuration.events_root).
+    _route("GET", "/{org}/events/{agent_id}/", "_r_worker_stream"),
+    _route("GET", "/{org}/events/{agent_id}", "_r_worker_stream"),
+    _route("POST", "/{org}/events/{worker_id}", "_r_worker_event"),
 )
 
 
 def _redact_headers(headers: dict[str, str]) -> dict[str, str]:
     return {k: ("***" if k in REDACTED_HEADERS else v) for k, v in headers.items()}
+
+
+class _WorkerStream:
+    """One connected worker: its registration, what it reported, and what it was sent."""
+
+    def __init__(self, worker_id: str, agent_id: str, environment: str, asset: dict[str, Any]) -> None:
+        self.id = worker_id
+        self.agent_id = agent_id
+        self.environment = environment
+        self.asset = asset
+        self.connected = True
+        self.is_busy = False
+        self.heartbeats = 0
+        self.last_heartbeat: Optional[str] = None
+        self.capacity_updates: list[bool] = []
+        self.finished = False
+        self.delivered: list[str] = []
+        self.connected_at = time.time()
+        self.disconnected_at: Optional[float] = None
+        self.close_requested = False
+        self.sock: Optional[socket.socket] = None
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "agent_id": self.agent_id,
+            "environment": self.environment,
+            "connected": self.connected,
+            "is_busy": self.is_busy,
+            "heartbeats": self.heartbeats,
+            "last_heartbeat": self.last_heartbeat,
+            "capacity_updates": list(self.capacity_updates),
+            "finished": self.finished,
+            "delivered": list(self.delivered),
+            "connected_at": self.connected_at,
+            "disconnected_at": self.disconnected_at,
+        }
+
+
+def _peer_closed(sock: socket.socket) -> bool:
+    """Whether the client closed its side: a worker sends nothing after its request, so a readable socket
+    means EOF (or garbage, which we ignore)."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        if not readable:
+            return False
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except (OSError, ValueError):
+        return True
 
 
 def _flag(value: Optional[str], default: bool) -> bool:
@@ -164,8 +240,13 @@ class LocalBackend:
             wrong → 403.
         host: Interface to bind (default loopback only).
         port: Port to bind; ``0`` (default) picks a free one.
-        organization_id: Used for agents (and their tasks) whose JSON has no ``organization_id``.
+        organization_id: Used for agents (and their tasks) whose JSON has no ``organization_id``; also the
+            organization segment of the worker routes (``Configuration(base_url=backend.url,
+            organization_id=...).events_root``).
         default_llm_headers: Returned by ``GET /metadata/default_llm_extra_headers`` (default ``{}``).
+        keepalive_interval: Seconds of silence after which a worker stream gets a ``: keep-alive`` comment.
+        stream_poll_interval: Seconds between a worker stream's checks for new pending tasks (tasks created
+            through this backend are sent at once) and for a vanished worker.
 
     Raises:
         FileNotFoundError: ``agents_dir`` is not a folder.
@@ -182,7 +263,11 @@ class LocalBackend:
         port: int = 0,
         organization_id: str = "local-org",
         default_llm_headers: Optional[dict[str, str]] = None,
+        keepalive_interval: float = 15.0,
+        stream_poll_interval: float = 0.25,
     ) -> None:
+        if keepalive_interval <= 0 or stream_poll_interval <= 0:
+            raise ValueError("keepalive_interval and stream_poll_interval must be positive")
         self._api_key = api_key
         self._host = host
         self._port = int(port)
@@ -194,6 +279,13 @@ class LocalBackend:
         self._agents: dict[str, dict[int, dict[str, Any]]] = {}
         self._tools: dict[str, ToolHandler] = {}
         self._log: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_LIMIT)
+        self._keepalive_interval = float(keepalive_interval)
+        self._stream_poll_interval = float(stream_poll_interval)
+        # Worker streams: guarded by _delivery, which also wakes streams when tasks become deliverable.
+        self._delivery = threading.Condition()
+        self._workers: dict[str, _WorkerStream] = {}
+        self._claims: dict[str, str] = {}  # task id -> id of the worker stream that was sent it
+        self._worker_numbers: dict[str, int] = {}
 
         self._load_agents(Path(agents_dir) if agents_dir is not None else sample_agents_dir())
         self._store = Store(None if db_path is None else os.fspath(db_path))
@@ -350,6 +442,8 @@ class LocalBackend:
                 return
             self._stopped = True
             httpd, thread = self._httpd, self._thread
+        with self._delivery:
+            self._delivery.notify_all()  # worker streams end now, not at their next poll
         if httpd is not None:
             if thread is not None and thread is not threading.current_thread():
                 httpd.stop_serving()  # returns once the accept loop has ended
@@ -423,6 +517,43 @@ class LocalBackend:
     def metrics(self) -> list[dict[str, Any]]:
         """Return execution-metrics reports as ``{"agent_id", "body", "received_at"}``."""
         return self._store.list_metrics()
+
+    def workers(self, *, connected: Optional[bool] = None) -> list[dict[str, Any]]:
+        """Return the worker streams opened on this backend (oldest first), optionally only (dis)connected ones.
+
+        Keys: ``id``, ``agent_id``, ``environment``, ``connected``, ``is_busy`` (last capacity update),
+        ``heartbeats`` (count), ``last_heartbeat`` (the datetime string sent), ``capacity_updates`` (every
+        ``is_busy`` received, in order), ``finished``, ``delivered`` (task ids sent on the stream, in order),
+        ``connected_at`` and ``disconnected_at`` (epoch seconds).
+        """
+        with self._delivery:
+            snapshots = [w.snapshot() for w in self._workers.values()]
+        if connected is not None:
+            snapshots = [w for w in snapshots if w["connected"] is connected]
+        return snapshots
+
+    def disconnect_workers(self, *, abrupt: bool = False) -> int:
+        """End every open worker stream (the workers are expected to reconnect), as a platform restart would.
+
+        Args:
+            abrupt: Cut the TCP connection instead of ending the stream cleanly.
+
+        Returns:
+            How many streams were open.
+        """
+        with self._delivery:
+            streams = [w for w in self._workers.values() if w.connected]
+            for stream in streams:
+                stream.close_requested = True
+            self._delivery.notify_all()
+        if abrupt:
+            for stream in streams:
+                if stream.sock is not None:
+                    try:
+                        stream.sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+        return len(streams)
 
     # -- MCP login -----------------------------------------------------------------------------------
 
@@ -563,9 +694,13 @@ class LocalBackend:
         body = req.body
         task_id = body.get("id") or payloads.new_id()
 
+        was_pending = False
+
         def build(previous: Optional[dict[str, Any]]) -> dict[str, Any]:
+            nonlocal was_pending
             if previous is not None and previous.get("agent_id") != agent["id"]:
                 raise _HTTPError(409, "Task id belongs to another agent")
+            was_pending = previous is not None and previous.get("status") == "pending"
             return payloads.task_from_create_body(
                 body,
                 task_id=task_id,
@@ -575,7 +710,11 @@ class LocalBackend:
                 previous=previous,
             )
 
-        return 200, self._store.upsert_task(task_id, build)
+        task = self._store.upsert_task(task_id, build)
+        # New, or continued after it ran (pending again): deliverable, even to a worker that had it before.
+        # Re-posted while still pending: whoever holds it keeps it (sending it twice could run it twice).
+        self._task_deliverable(task_id, release=not was_pending)
+        return 200, task
 
     def _r_task_status(self, req: _Request) -> tuple[int, Any]:
         task = self._store.get_task(req.params["task_id"])
@@ -584,12 +723,20 @@ class LocalBackend:
         return 200, task
 
     def _r_task_update(self, req: _Request) -> tuple[int, Any]:
+        reopened = False
+
         def build(previous: Optional[dict[str, Any]]) -> dict[str, Any]:
+            nonlocal reopened
             if previous is None:
                 raise _HTTPError(404, "Task not found")
-            return payloads.merge_task_update(previous, req.body)
+            task = payloads.merge_task_update(previous, req.body)
+            reopened = previous.get("status") != "pending" and task.get("status") == "pending"
+            return task
 
-        return 200, self._store.upsert_task(req.params["task_id"], build)
+        task = self._store.upsert_task(req.params["task_id"], build)
+        if reopened:
+            self._task_deliverable(req.params["task_id"])
+        return 200, task
 
     def _r_task_stop(self, req: _Request) -> tuple[int, Any]:
         def build(previous: Optional[dict[str, Any]]) -> dict[str, Any]:
@@ -668,6 +815,131 @@ class LocalBackend:
             logger.warning("local tool handler %r raised %s", tool_id, exc.__class__.__name__, exc_info=True)
             raise _HTTPError(500, f"Tool handler {tool_id!r} failed: {exc.__class__.__name__}") from None
         return 200, result
+
+    # -- routes: the worker stream -------------------------------------------------------------------
+
+    def _check_org(self, org: str) -> None:
+        if org != self.organization_id:
+            raise _HTTPError(404, "Unknown organization")
+
+    def _task_deliverable(self, task_id: str, *, release: bool = True) -> None:
+        """A task became pending (created or reopened): forget who was sent it (``release``), wake the streams."""
+        with self._delivery:
+            if release:
+                self._claims.pop(task_id, None)
+            self._delivery.notify_all()
+
+    def _r_worker_stream(self, req: _Request) -> tuple[int, Any]:
+        self._check_org(req.params["org"])
+        agent = self._agent(req.params["agent_id"])
+        # The official 2.0.0 client appends "/" after the query string ("?environment=local/").
+        environment = (req.query.get("environment") or "local").rstrip("/")
+        if environment not in payloads.WORKER_ENVIRONMENTS:
+            raise _HTTPError(400, "environment must be local or xpander")
+        with self._delivery:
+            if self._stopped:
+                raise _HTTPError(503, "The backend is stopping")
+            number = self._worker_numbers.get(agent["id"], 0) + 1
+            self._worker_numbers[agent["id"]] = number
+            worker_id = "wrk-" + secrets.token_hex(6)
+            asset = payloads.worker_asset(worker_id, agent, self._org(agent), environment, number)
+            stream = _WorkerStream(worker_id, agent["id"], environment, asset)
+            self._workers[worker_id] = stream
+            if len(self._workers) > _WORKER_HISTORY:
+                for old_id in [w.id for w in self._workers.values() if not w.connected][: len(self._workers)
+                                                                                          - _WORKER_HISTORY]:
+                    del self._workers[old_id]
+        logger.debug("worker %s connected for agent %s", worker_id, agent["id"])
+        return 200, stream
+
+    def _r_worker_event(self, req: _Request) -> tuple[int, Any]:
+        self._check_org(req.params["org"])
+        if req.query.get("type") != "worker":
+            raise _HTTPError(400, "type must be worker")
+        agent_id = req.query.get("agent_id")
+        if not agent_id:
+            raise _HTTPError(400, "agent_id query parameter is required")
+        with self._delivery:
+            stream = self._workers.get(req.params["worker_id"])
+        if stream is None:
+            raise _HTTPError(404, "Worker not found")
+        if stream.agent_id != agent_id:
+            raise _HTTPError(400, "agent_id does not match the worker's agent")
+        event, data = payloads.validate_worker_event(req.body)
+        with self._delivery:
+            if event == "worker-heartbeat":
+                stream.heartbeats += 1
+                stream.last_heartbeat = data
+            elif event == "worker-capacity-update":
+                stream.is_busy = data["is_busy"]
+                stream.capacity_updates.append(data["is_busy"])
+                self._delivery.notify_all()
+            else:
+                stream.finished = True
+        return 200, {}
+
+    def _claim_pending(self, stream: _WorkerStream) -> list[dict[str, Any]]:
+        """The agent's pending tasks no open stream holds, now claimed by ``stream``."""
+        with self._delivery:
+            held = set(self._claims)
+        candidates = self._store.pending_tasks(stream.agent_id, exclude=held)
+        claimed = []
+        with self._delivery:
+            for task in candidates:
+                if task["id"] in self._claims or not stream.connected or stream.is_busy:
+                    continue
+                self._claims[task["id"]] = stream.id
+                stream.delivered.append(task["id"])
+                claimed.append(task)
+        return claimed
+
+    def _run_worker_stream(
+        self, stream: _WorkerStream, write: Callable[[bytes], None], peer_closed: Callable[[], bool]
+    ) -> None:
+        """Serve one worker stream until the worker leaves or the backend stops (on the connection's thread).
+
+        Raises:
+            OSError: Writing to the worker failed (it went away).
+        """
+        try:
+            write(payloads.sse_frame("worker-registration", stream.asset))
+            last_write = time.monotonic()
+            while True:
+                with self._delivery:
+                    if self._stopped or stream.close_requested:
+                        return
+                    busy = stream.is_busy
+                if peer_closed():
+                    return
+                if not busy:
+                    for task in self._claim_pending(stream):
+                        write(payloads.sse_frame("agent-execution", task))
+                        last_write = time.monotonic()
+                if time.monotonic() - last_write >= self._keepalive_interval:
+                    write(payloads.SSE_KEEPALIVE)
+                    last_write = time.monotonic()
+                with self._delivery:
+                    if not (self._stopped or stream.close_requested):
+                        self._delivery.wait(
+                            min(self._stream_poll_interval,
+                                max(0.0, self._keepalive_interval - (time.monotonic() - last_write)))
+                        )
+        finally:
+            self._end_worker_stream(stream)
+
+    def _end_worker_stream(self, stream: _WorkerStream) -> None:
+        """Mark ``stream`` gone and release its claims (idempotent)."""
+        with self._delivery:
+            if not stream.connected:
+                return
+            stream.connected = False
+            stream.disconnected_at = time.time()
+            stream.sock = None
+            # Tasks this stream was sent but that never left "pending" go to the next worker.
+            for task_id in [t for t, w in self._claims.items() if w == stream.id]:
+                del self._claims[task_id]
+            self._delivery.notify_all()
+        logger.debug("worker %s disconnected", stream.id)
 
     # -- routes: MCP OAuth ---------------------------------------------------------------------------
 
@@ -859,7 +1131,35 @@ class _Handler(BaseHTTPRequestHandler):
         status, payload, extra = self.server.backend._handle(
             self.command, self.path, headers, raw, self.client_address[1]
         )
+        if isinstance(payload, _WorkerStream):
+            self._send_worker_stream(payload)
+            return
         self._send_json(status, payload, extra)
+
+    def _send_worker_stream(self, stream: _WorkerStream) -> None:
+        """Send an endless ``text/event-stream`` (chunked) until the backend says stop."""
+        self.close_connection = True  # the stream is the last thing on this connection
+        sock = self.connection
+        stream.sock = sock
+
+        def write(data: bytes) -> None:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.server.backend._run_worker_stream(stream, write, lambda: _peer_closed(sock))
+            self.wfile.write(b"0\r\n\r\n")  # a clean end: the worker reconnects
+        except (OSError, ValueError):
+            logger.debug("worker stream %s: connection lost", stream.id)
+        except StoreClosedError:
+            logger.debug("worker stream %s: the backend stopped", stream.id)
+        finally:
+            self.server.backend._end_worker_stream(stream)  # also when the headers never went out
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():

@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 import weakref
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Collection, Iterator, Optional
 
 logger = logging.getLogger(__name__)
 
@@ -225,6 +225,23 @@ class Store:
             "ON CONFLICT(id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
             (task["id"], str(task.get("agent_id")), _dumps(task), time.time()),
         )
+
+    def pending_tasks(self, agent_id: str, exclude: Collection[str] = ()) -> list[dict[str, Any]]:
+        """Return the agent's tasks whose status is ``pending``, oldest first, minus the ``exclude`` ids.
+
+        Used by the worker stream, which polls it; the status is read with SQLite's JSON functions so only
+        matching rows are decoded.
+        """
+        query = "SELECT id, data FROM tasks WHERE agent_id = ? AND json_extract(data, '$.status') = 'pending'"
+        with self._connection() as conn:
+            try:
+                rows = conn.execute(query + " ORDER BY seq", (agent_id,)).fetchall()
+                tasks = [json.loads(data) for task_id, data in rows if task_id not in exclude]
+            except sqlite3.OperationalError:  # an SQLite built without JSON support: filter here
+                everything = conn.execute("SELECT data FROM tasks WHERE agent_id = ? ORDER BY seq", (agent_id,))
+                tasks = [json.loads(r[0]) for r in everything]
+                tasks = [t for t in tasks if t.get("status") == "pending" and t["id"] not in exclude]
+        return tasks
 
     def list_tasks(self) -> list[dict[str, Any]]:
         """Return every stored task, oldest first."""
