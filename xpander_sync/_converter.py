@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, Type, TypeVar
 
 import attrs
 import cattrs
+from cattrs.cols import is_mapping, is_sequence, list_structure_factory, mapping_structure_factory
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from cattrs.v import transform_error
 
@@ -65,6 +66,31 @@ def _strict_bool(value: Any, _: Any) -> bool:
     raise TypeError("expected a boolean")
 
 
+def _strict_sequence_factory(cls: Any, conv: Any) -> Callable[[Any, Any], Any]:
+    inner = list_structure_factory(cls, conv)
+
+    def structure_sequence(value: Any, type_: Any) -> Any:
+        # cattrs would iterate a string (or a dict's keys) into a list: refuse it.
+        if not isinstance(value, (list, tuple)):
+            raise TypeError("expected an array")
+        return inner(value, type_)
+
+    return structure_sequence
+
+
+def _strict_mapping_factory(cls: Any, conv: Any) -> Callable[[Any, Any], Any]:
+    inner = mapping_structure_factory(cls, conv)
+
+    def structure_mapping(value: Any, type_: Any) -> Any:
+        if not isinstance(value, dict):
+            raise TypeError("expected an object")
+        return inner(value, type_)
+
+    return structure_mapping
+
+
+converter.register_structure_hook_factory(is_sequence, _strict_sequence_factory)
+converter.register_structure_hook_factory(is_mapping, _strict_mapping_factory)
 converter.register_structure_hook(str, _strict_str)
 converter.register_structure_hook(int, _strict_int)
 converter.register_structure_hook(float, _strict_float)

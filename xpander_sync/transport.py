@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import NewConnectionError
+from urllib3.exceptions import NewConnectionError, ReadTimeoutError
 
 from ._cache import PlatformCaches
 from ._redact import scrub
@@ -100,6 +100,7 @@ class Transport:
         if api_key:
             headers["x-api-key"] = api_key
         self._base_headers = headers
+        self._proxies: Dict[str, str] = configuration.proxies_dict or {}
         #: caches of platform data used by get_args (shared by everyone using this transport)
         self.caches = PlatformCaches(
             configuration.agent_cache_ttl, configuration.metadata_cache_ttl, configuration.agent_max_staleness
@@ -221,6 +222,10 @@ class Transport:
                     headers=send_headers,
                     timeout=timeout,
                     allow_redirects=False,
+                    # Per request, so that the configuration wins over HTTP(S)_PROXY and
+                    # REQUESTS_CA_BUNDLE (requests merges the environment over session settings).
+                    proxies=self._proxies,
+                    verify=self.configuration.verify,
                 )
             except requests.exceptions.RequestException as exc:
                 elapsed = (time.perf_counter() - started) * 1000
@@ -321,7 +326,7 @@ class Transport:
     def _transport_error(
         self, exc: requests.exceptions.RequestException, method: str, route: str, attempts: int
     ) -> TransportError:
-        if isinstance(exc, requests.exceptions.Timeout):
+        if isinstance(exc, requests.exceptions.Timeout) or _is_body_read_timeout(exc):
             kind = "connect timeout" if isinstance(exc, requests.exceptions.ConnectTimeout) else "read timeout"
             cls: type = RequestTimeoutError
         elif isinstance(exc, requests.exceptions.SSLError):
@@ -343,6 +348,12 @@ def _short_reason(exc: BaseException) -> str:
     if isinstance(reason, BaseException):
         return f"{type(reason).__name__}: {reason}"[:300]
     return str(reason)[:300]
+
+
+def _is_body_read_timeout(exc: BaseException) -> bool:
+    """A read timeout while reading the body: requests wraps it in a ConnectionError."""
+    reason = exc.args[0] if exc.args else None
+    return isinstance(exc, requests.exceptions.ConnectionError) and isinstance(reason, ReadTimeoutError)
 
 
 def _is_connect_failure(exc: BaseException) -> bool:
