@@ -48,7 +48,7 @@ def clean_registry(monkeypatch):
     monkeypatch.setattr(registry, "_entry_points_scanned", True)  # no real entry points in these tests
     monkeypatch.setattr(registry, "_entry_points", {})
     yield
-    for name in ("agno", "langchain", "crewai", "lazy", "google-adk"):
+    for name in ("agno", "langchain", "crewai", "lazy", "google-adk", "open-claw"):
         unregister_framework(name)
 
 
@@ -69,9 +69,7 @@ def test_agno_is_supported_and_registered_lazily():
     assert registry._registry["agno"] is build_agno_args  # resolved once, then kept
 
 
-@pytest.mark.parametrize(
-    "framework", ["google-adk", "langchain", "open-ai-agents", "strands-agents", "open-claw"]
-)
+@pytest.mark.parametrize("framework", ["open-claw"])
 def test_known_framework_without_adapter_is_refused_with_the_supported_list(framework):
     agent = make_agent(framework)
     before = unstructure(agent)
@@ -116,17 +114,17 @@ def test_explicit_framework_argument_wins_and_the_agent_is_not_mutated():
 def test_third_party_builder_for_a_platform_framework():
     seen = []
 
-    def langchain_builder(agent, task, override, tools, auth_events_callback, context):
+    def open_claw_builder(agent, task, override, tools, auth_events_callback, context):
         seen.append((agent.id, context))
         return {"agent_name": agent.name}
 
-    assert register_framework("LangChain", langchain_builder) is langchain_builder
-    assert "langchain" in supported_frameworks()
-    assert dispatch_get_args(make_agent("langchain"), context="ctx") == {"agent_name": "CRM Assistant"}
+    assert register_framework("Open-Claw", open_claw_builder) is open_claw_builder
+    assert "open-claw" in supported_frameworks()
+    assert dispatch_get_args(make_agent("open-claw"), context="ctx") == {"agent_name": "CRM Assistant"}
     assert seen == [("agt-openai", "ctx")]
-    unregister_framework("langchain")
+    unregister_framework("open-claw")
     with pytest.raises(UnsupportedFrameworkError):
-        get_builder("langchain")
+        get_builder("open-claw")
 
 
 def test_string_builders_are_imported_on_first_use():
@@ -162,7 +160,7 @@ def test_entry_points_add_frameworks_but_never_replace_agno(monkeypatch):
             self.loaded += 1
             return self.target
 
-    points = [FakePoint("google-adk", recording_builder), FakePoint("agno", lambda *a: {"hijacked": True})]
+    points = [FakePoint("open-claw", recording_builder), FakePoint("agno", lambda *a: {"hijacked": True})]
 
     class FakeEntryPoints:
         def select(self, group):
@@ -170,9 +168,9 @@ def test_entry_points_add_frameworks_but_never_replace_agno(monkeypatch):
 
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda: FakeEntryPoints())
     monkeypatch.setattr(registry, "_entry_points_scanned", False)
-    assert "google-adk" in supported_frameworks()
+    assert "open-claw" in supported_frameworks()
     assert points[0].loaded == 0  # listing does not import the adapter
-    assert dispatch_get_args(make_agent("google-adk"), context="c") == {"built_for": "agt-openai"}
+    assert dispatch_get_args(make_agent("open-claw"), context="c") == {"built_for": "agt-openai"}
     assert points[0].loaded == 1
     assert get_builder("agno") is not points[1].target and points[1].loaded == 0
 

@@ -14,7 +14,6 @@ from ._retry import RetryPolicy
 from ._version import __version__
 from .backend import Backend
 from .config import Configuration
-from .handlers import on_auth_event, on_boot, on_shutdown, on_task
 from .errors import (
     APIError,
     AuthenticationError,
@@ -35,6 +34,7 @@ from .errors import (
     UnsupportedFrameworkError,
     XpanderError,
 )
+from .handlers import on_auth_event, on_boot, on_shutdown, on_task
 from .models import (
     Agent,
     AgentDeploymentType,

@@ -6,9 +6,10 @@ registered under a framework name. :func:`dispatch_get_args` (what
 ``Backend.get_args`` calls) picks it and returns its dict.
 
 **Which adapter.** An explicit ``framework=`` argument wins; otherwise the agent's
-``framework`` field; an absent or empty field means ``agno``. A framework the platform
-knows but that has no adapter here yet (``google-adk``, ``langchain``,
-``open-ai-agents``, ``strands-agents``, ``open-claw``) raises
+``framework`` field; an absent or empty field means ``agno``. Built in: ``agno``,
+``open-ai-agents``, ``langchain``, ``strands-agents``, ``google-adk`` and ``pydantic-ai``
+(a name of our own). A framework the platform knows but that has no adapter here
+(``open-claw``), or an unknown name, raises
 :class:`~xpander_sync.errors.UnsupportedFrameworkError` listing the supported ones.
 The official SDK instead overwrites ``agent.framework`` with ``agno`` for every agent
 (mutating the caller's object) and builds agno arguments for an agent configured for,
@@ -49,7 +50,14 @@ ENTRY_POINT_GROUP = "xpander_sync.frameworks"
 #: The framework used when the agent names none.
 DEFAULT_FRAMEWORK = "agno"
 
-_BUILTIN: Dict[str, str] = {"agno": "xpander_sync.frameworks.agno:build_agno_args"}
+_BUILTIN: Dict[str, str] = {
+    "agno": "xpander_sync.frameworks.agno:build_agno_args",
+    "open-ai-agents": "xpander_sync.frameworks.openai_agents:build_openai_agents_args",
+    "langchain": "xpander_sync.frameworks.langchain:build_langchain_args",
+    "strands-agents": "xpander_sync.frameworks.strands:build_strands_args",
+    "google-adk": "xpander_sync.frameworks.google_adk:build_google_adk_args",
+    "pydantic-ai": "xpander_sync.frameworks.pydantic_ai:build_pydantic_ai_args",
+}
 
 _lock = threading.Lock()
 _registry: Dict[str, Union[str, Builder]] = dict(_BUILTIN)

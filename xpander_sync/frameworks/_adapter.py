@@ -1,0 +1,494 @@
+"""Build steps shared by the adapters other than agno's (openai-agents, LangChain, Strands,
+Google ADK, Pydantic AI).
+
+:class:`AdapterBuild` walks an agent the same way for every framework: team members
+(each with its own model; a team containing itself is refused), one system prompt,
+the output schema, xpander tools as :class:`XpanderToolSpec` (schema from
+:mod:`~xpander_sync.frameworks._tools`, a call bound to *this* call's agent and task),
+MCP servers, and OpenAI-wire endpoints (:class:`OpenAIEndpoint`). Each adapter subclasses
+it and turns the results into its framework's objects. No framework is imported here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import importlib
+import json
+import logging
+import shlex
+from typing import Any, Dict, List, Optional, Tuple
+
+from ..config import is_cloud
+from ..errors import ConfigurationError, FrameworkNotInstalledError, InvalidInputError
+from ..models.agent import Agent, MCPServerDetails, Tool
+from ..models.common import MCPServerTransport, MCPServerType, OutputFormat
+from ..models.task import Task
+from . import _llm, _tools
+from .agno import render_tool_result
+
+logger = logging.getLogger(__name__)
+
+#: Seconds an MCP tool call may take, as in the agno adapter.
+MCP_TOOL_TIMEOUT = 120.0
+#: Seconds to connect/write to a remote MCP server.
+MCP_HTTP_TIMEOUT = 60.0
+#: Seconds a remote MCP stream may stay silent (long-running tools).
+MCP_SSE_READ_TIMEOUT = 1200.0
+#: The name given to a JSON output schema.
+OUTPUT_SCHEMA_NAME = "StructuredOutput"
+#: Output token cap for Anthropic and OpenRouter (their SDK defaults are small), as agno's adapter.
+MAX_OUTPUT_TOKENS = 32000
+#: Appended to the prompt of a Markdown agent (agno's ``markdown=True`` says the same).
+MARKDOWN_HINT = "Use markdown to format your answers."
+
+#: Base URLs of the OpenAI-compatible providers (agno has them preset in its classes).
+OPENAI_WIRE_BASE_URLS: Dict[str, str] = {
+    "nebius": "https://api.tokenfactory.nebius.com/v1/",
+    "open_router": "https://openrouter.ai/api/v1",
+    "fireworks": "https://api.fireworks.ai/inference/v1",
+    "nim": "https://integrate.api.nvidia.com/v1",
+    **_llm.DEFAULT_BASE_URLS,
+}
+#: Providers whose endpoint is the user's own: ``llm_api_base`` is required.
+NEEDS_BASE_URL = ("cloudflare_ai_gw", "openai_compatible")
+#: Providers no adapter of this module family maps (agno's adapter does).
+REFUSED_PROVIDERS = ("google_ai_studio", "amazon_bedrock", "azure_ai_foundary")
+
+_UNSET = object()
+
+
+
+
+# -- the framework-neutral build steps ---------------------------------------------------------
+
+
+def require(module: str, message: str) -> None:
+    """Import ``module`` or raise :class:`FrameworkNotInstalledError` with ``message``."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise FrameworkNotInstalledError(message) from None
+
+
+def import_attr(module: str, name: str, message: str) -> Any:
+    """``module.name``, or :class:`FrameworkNotInstalledError` with ``message`` when the import fails."""
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError:
+        raise FrameworkNotInstalledError(message) from None
+
+
+class OpenAIEndpoint:
+    """Where an OpenAI-wire model sends its requests (resolved from :class:`~._llm.LLMSettings`).
+
+    Attributes:
+        api_key: the key to send (``"EMPTY"`` for a keyless OpenAI-compatible endpoint).
+        base_url: the endpoint, ``None`` for OpenAI's own.
+        headers: extra headers for every request.
+        user: the organization id, sent as ``user``.
+        prompt_cache_key: sent to providers that accept it, else ``None``.
+    """
+
+    def __init__(self, settings: _llm.LLMSettings) -> None:
+        provider = settings.provider
+        if provider in NEEDS_BASE_URL and not settings.base_url:
+            raise InvalidInputError(f"model provider {provider!r} needs the agent's llm_api_base")
+        key = settings.api_key.reveal() if settings.api_key else None
+        if provider == "openai" and not key:
+            raise ConfigurationError(
+                f"agent {settings.agent_id}: no OpenAI API key: set OPENAI_API_KEY (or AGENTS_OPENAI_API_KEY) "
+                "or store a key on the agent"
+            )
+        # Any endpoint but OpenAI's own gets a placeholder, never the client's env lookup.
+        self.api_key: str = key or _llm.EMPTY_KEY
+        self.base_url: Optional[str] = settings.base_url or OPENAI_WIRE_BASE_URLS.get(provider)
+        self.headers: Dict[str, str] = dict(settings.extra_headers)
+        self.user: Optional[str] = settings.organization_id or None
+        self.prompt_cache_key: Optional[str] = (
+            settings.prompt_cache_key if provider in _llm.OPENAI_WIRE_PROVIDERS else None
+        )
+
+
+def is_openai_wire(settings: _llm.LLMSettings) -> bool:
+    """Whether the provider is served through an OpenAI-compatible client."""
+    provider = settings.provider
+    return (
+        provider == "openai"
+        or provider in OPENAI_WIRE_BASE_URLS
+        or provider in NEEDS_BASE_URL
+        or (bool(settings.base_url) and provider not in REFUSED_PROVIDERS and provider != "anthropic")
+    )
+
+
+def uses_responses_api(settings: _llm.LLMSettings) -> bool:
+    """OpenAI models only served by the Responses API (gpt-5.6, gpt-6)."""
+    return settings.provider == "openai" and _llm.is_responses_only(settings.model_id)
+
+
+def anthropic_key(settings: _llm.LLMSettings) -> str:
+    """The resolved Anthropic key, or :class:`ConfigurationError` naming the variable."""
+    key = settings.api_key.reveal() if settings.api_key else None
+    if not key:
+        raise ConfigurationError(
+            f"agent {settings.agent_id}: no Anthropic API key: set ANTHROPIC_API_KEY or store a key on the agent"
+        )
+    return key
+
+
+def temperature_for(settings: _llm.LLMSettings) -> Optional[float]:
+    """0.0 for OpenAI, NIM and Anthropic models (as agno's adapter); ``None`` for reasoning and other models."""
+    if settings.provider in ("openai", "nim") and not settings.is_reasoning_family:
+        return 0.0
+    if settings.provider == "anthropic" and "fable" not in settings.model_id.lower():
+        return 0.0
+    return None
+
+
+def unsupported_provider(settings: _llm.LLMSettings, framework: str, extra: str = "") -> InvalidInputError:
+    """The error for a provider an adapter cannot build."""
+    return InvalidInputError(
+        f"model provider {settings.provider!r} is not supported by the {framework} adapter; supported: "
+        "openai, anthropic and OpenAI-compatible providers (nebius, open_router, fireworks, nim, helicone, "
+        "bytedance, tzafon_lightcone, cerebras, z_ai, cloudflare_ai_gw, openai_compatible, or any provider "
+        f"with llm_api_base){extra}. Pass override={{'model': ...}} to use your own model object"
+    )
+
+
+def is_strict_compatible(schema: Any) -> bool:
+    """Whether a JSON schema already meets OpenAI's strict rules (closed objects, all properties required)."""
+    if isinstance(schema, list):
+        return all(is_strict_compatible(item) for item in schema)
+    if not isinstance(schema, dict):
+        return True
+    if schema.get("type") == "object" or "properties" in schema:
+        props = schema.get("properties")
+        if not isinstance(props, dict) or schema.get("additionalProperties") is not False:
+            return False
+        if set(schema.get("required") or []) != set(props):
+            return False
+    for key in ("properties", "$defs", "definitions"):
+        if isinstance(schema.get(key), dict) and not all(is_strict_compatible(v) for v in schema[key].values()):
+            return False
+    for key in ("items", "anyOf", "allOf", "oneOf"):
+        if key in schema and not is_strict_compatible(schema[key]):
+            return False
+    return True
+
+
+def member_tool_name(agent: Agent) -> str:
+    """``ask_<sanitized name>``, at most 64 characters: the tool a leader calls to delegate to a member."""
+    return ("ask_" + agent.sanitized_name.lower())[:64]
+
+
+def member_tool_description(agent: Agent) -> str:
+    """What the leader reads about a member."""
+    about = (agent.description or agent.instructions.general or "").strip()
+    text = f"Delegate a request to the team member {agent.name!r}"
+    return f"{text}: {about}" if about else text + "."
+
+
+#: The JSON schema of a delegation tool: one free-text request.
+MEMBER_TOOL_SCHEMA: Dict[str, Any] = {
+    "type": "object",
+    "properties": {"request": {"type": "string", "description": "What the member should do, with all context."}},
+    "required": ["request"],
+}
+
+
+class XpanderToolSpec:
+    """An xpander tool ready to wrap: its name, description, LLM schema and blocking calls.
+
+    Attributes:
+        tool: the xpander tool.
+        name: the tool id (the name the LLM calls).
+        description: the description shown to the LLM.
+        schema: the JSON schema of the arguments (:func:`~._tools.llm_schema`), verbatim.
+    """
+
+    def __init__(self, context: Any, agent: Agent, task: Optional[Task], tool: Tool) -> None:
+        self.context = context
+        self.agent = agent
+        self.task = task
+        self.tool = tool
+        self.override = _tools.input_override(agent, tool)
+        self.name = tool.id
+        self.description = _tools.tool_description(tool)
+        self.schema = _tools.llm_schema(tool, self.override)
+
+    def invoke(self, arguments: Any) -> Any:
+        """Build the body from the LLM's arguments and POST the operation for this call's agent and task.
+
+        Returns:
+            The :class:`~xpander_sync.models.tools.ToolInvocationResult` (``is_error`` on a
+            failure; never raises for a platform or network error). Arguments that are not
+            a JSON object give an error result without a call.
+        """
+        from ..models.tools import ToolInvocationResult
+
+        if arguments is None:
+            arguments = {}
+        if not isinstance(arguments, dict):
+            return ToolInvocationResult(tool_id=self.tool.id, payload={}, result="tool arguments must be a JSON object",
+                                        is_success=False, is_error=True)
+        extension = self.task.payload_extension if self.task is not None else None
+        payload = _tools.build_payload(self.tool, arguments, override=self.override, payload_extension=extension)
+        return self.context.invoke_tool(self.agent, self.task, self.tool.id, payload)
+
+    def call(self, **arguments: Any) -> str:
+        """:meth:`invoke`, rendered for the LLM (:func:`~.agno.render_tool_result`)."""
+        return render_tool_result(self.invoke(arguments))
+
+    def call_json(self, args_json: Optional[str]) -> str:
+        """:meth:`call` for a JSON text of arguments, as the LLM sent it."""
+        try:
+            arguments = json.loads(args_json) if args_json and args_json.strip() else {}
+        except ValueError:
+            return json.dumps({"is_error": True, "status_code": None, "result": "tool arguments are not valid JSON"})
+        return render_tool_result(self.invoke(arguments))
+
+    async def acall_json(self, args_json: Optional[str]) -> str:
+        """:meth:`call_json` in a worker thread: the platform call blocks."""
+        return await asyncio.to_thread(self.call_json, args_json)
+
+
+class AdapterBuild:
+    """One ``get_args`` build for a framework: the task, override and context shared by a leader and its members.
+
+    Subclasses implement :meth:`agent_args` (and the model/tool/MCP objects); the steps
+    here are framework-neutral. Task-level choices (instructions override, expected
+    output, output format, tool-call limit, MCP servers, ``override``, caller tools) apply
+    to the root agent only; ``override["model"]`` and the task's model choice apply to
+    every member. Members are loaded through the context, in graph order, and a team that
+    contains itself is refused.
+    """
+
+    framework = ""
+
+    def __init__(self, context: Any, task: Optional[Task], override: Optional[Dict[str, Any]]) -> None:
+        self.context = context
+        self.task = task
+        self.override: Dict[str, Any] = dict(override or {})
+        self.override_model: Any = self.override["model"] if "model" in self.override else _UNSET
+        self._org_headers: Optional[Dict[str, str]] = None
+
+    # -- entry points ------------------------------------------------------------------
+
+    def root(self, agent: Agent, extra_tools: Optional[List[Any]]) -> Dict[str, Any]:
+        """The root agent's arguments, ``override`` applied last."""
+        args = self.agent_args(agent, root=True, extra_tools=list(extra_tools or []), path=())
+        args.update(self.override)
+        return args
+
+    def agent_args(
+        self, agent: Agent, *, root: bool, extra_tools: List[Any], path: Tuple[str, ...]
+    ) -> Dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- members -----------------------------------------------------------------------
+
+    def member_agents(self, agent: Agent) -> List[Agent]:
+        """The team members of ``agent``, loaded through the context (none when it is not a team)."""
+        if not agent.is_a_team:
+            return []
+        return list(self.context.load_agents(agent.sub_agents))
+
+    def check_cycle(self, agent: Agent, path: Tuple[str, ...]) -> Tuple[str, ...]:
+        """``path`` extended by ``agent``; refuses an agent already on the path."""
+        if agent.id in path:
+            raise InvalidInputError(f"team {path[0]} contains itself (through agent {agent.id})")
+        return (*path, agent.id)
+
+    # -- model -------------------------------------------------------------------------
+
+    @property
+    def has_model_override(self) -> bool:
+        """Whether ``override`` carries ``"model"`` (no model is built then)."""
+        return self.override_model is not _UNSET
+
+    def llm_settings(self, agent: Agent) -> _llm.LLMSettings:
+        """The resolved LLM settings (the organization's headers fetched once per build).
+
+        Raises:
+            InvalidInputError: the agent (and the task) name no model.
+        """
+        if self._org_headers is None:
+            self._org_headers = dict(self.context.org_llm_headers())
+        settings = _llm.resolve_llm(agent, self.task, self._org_headers)
+        if not settings.model_id:
+            raise InvalidInputError(f"agent {agent.id} has no model_name")
+        return settings
+
+    # -- prompt ------------------------------------------------------------------------
+
+    def description(self, agent: Agent) -> str:
+        """``agent.description``, else ``instructions.general``."""
+        return (agent.description or agent.instructions.general or "").strip()
+
+    def instructions_text(self, agent: Agent, root: bool) -> str:
+        """The role and goals block, or the task's ``instructions_override`` (root only)."""
+        task = self.task
+        if root and task is not None and task.instructions_override:
+            return task.instructions_override.strip()
+        return agent.instructions.instructions.strip()
+
+    def expected_output(self, agent: Agent, root: bool) -> str:
+        """The task's expected output (root), else the agent's."""
+        task = self.task
+        expected = (task.expected_output if root and task is not None else None) or agent.expected_output
+        return (expected or "").strip()
+
+    def additional_context(self) -> str:
+        """``User details: <JSON>`` when the task has a user, then ``task.additional_context``."""
+        task = self.task
+        parts: List[str] = []
+        if task is not None and task.input.user is not None:
+            user = task.input.user
+            details = {
+                "id": user.id,
+                "first_name": user.first_name,
+                "last_name": user.last_name,
+                "email": user.email,
+                "additional_attributes": user.additional_attributes,
+                "timezone": user.timezone,
+            }
+            parts.append("User details: " + json.dumps(details, separators=(",", ":"), ensure_ascii=False, default=str))
+        if task is not None and task.additional_context:
+            parts.append(task.additional_context.strip())
+        return "\n".join(parts)
+
+    def markdown(self, agent: Agent, root: bool) -> bool:
+        """Whether the answer should be Markdown (the task's format decides when it has one)."""
+        task = self.task
+        if root and task is not None and task.output_format is not None:
+            return task.output_format == OutputFormat.MARKDOWN
+        return agent.output_format == OutputFormat.MARKDOWN
+
+    def system_prompt(self, agent: Agent, root: bool, *, with_description: bool = True) -> str:
+        """The whole system prompt, for frameworks with a single instructions field.
+
+        Blocks, each only when non-empty: the description, the role/goals (or the task's
+        override), ``<expected_output>``, the Markdown hint, ``<additional_context>``.
+        """
+        blocks: List[str] = []
+        if with_description and self.description(agent):
+            blocks.append(self.description(agent))
+        instructions = self.instructions_text(agent, root)
+        if instructions:
+            blocks.append(instructions)
+        expected = self.expected_output(agent, root)
+        if expected:
+            blocks.append(f"<expected_output>\n{expected}\n</expected_output>")
+        if self.markdown(agent, root):
+            blocks.append(MARKDOWN_HINT)
+        if root:
+            additional = self.additional_context()
+            if additional:
+                blocks.append(f"<additional_context>\n{additional}\n</additional_context>")
+        return "\n\n".join(blocks)
+
+    # -- output ------------------------------------------------------------------------
+
+    def output_schema(self, agent: Agent, root: bool) -> Optional[Dict[str, Any]]:
+        """The JSON schema the answer must follow (a copy), or ``None``.
+
+        The agent's schema when its format is ``json``; a task (root) with an
+        ``output_format`` decides instead: ``json`` → its schema, else the agent's JSON
+        schema; any other format → none.
+        """
+        schema = agent.output_schema if agent.output_format == OutputFormat.JSON else None
+        task = self.task
+        if root and task is not None and task.output_format is not None:
+            if task.output_format == OutputFormat.JSON:
+                schema = task.output_schema or schema
+            else:
+                schema = None
+        return copy.deepcopy(schema) if isinstance(schema, dict) and schema else None
+
+    def tool_call_limit(self, agent: Agent, root: bool) -> Optional[int]:
+        """The task's tool-call limit (root), else ``agno_settings.tool_call_limit``."""
+        task = self.task
+        limit = (task.tool_call_limit if root and task is not None else None) or agent.agno_settings.tool_call_limit
+        return limit or None
+
+    # -- tools -------------------------------------------------------------------------
+
+    def xpander_tools(self, agent: Agent) -> List[XpanderToolSpec]:
+        """One :class:`XpanderToolSpec` per distinct tool of the agent."""
+        specs: List[XpanderToolSpec] = []
+        seen = set()
+        for tool in agent.tools:
+            if tool.id in seen:
+                continue
+            seen.add(tool.id)
+            specs.append(XpanderToolSpec(self.context, agent, self.task, tool))
+        if agent.knowledge_bases:
+            logger.debug("agent %s: knowledge bases are not attached by the %s adapter", agent.id, self.framework)
+        return specs
+
+    # -- MCP ---------------------------------------------------------------------------
+
+    def mcp_servers(self, agent: Agent, root: bool) -> List[MCPServerDetails]:
+        """The agent's MCP servers, then (root) the task's."""
+        task = self.task
+        return list(agent.mcp_servers) + (list(task.mcp_servers) if root and task is not None else [])
+
+    def mcp_entries(self, agent: Agent, root: bool) -> List[Tuple[str, MCPServerDetails, Any]]:
+        """``(kind, server, detail)`` per usable MCP server, kind ``"stdio"``, ``"sse"`` or ``"streamable-http"``.
+
+        For stdio the detail is ``(command, args, env)``; for remote servers the headers
+        from the context (token included), computed on a *copy* of the server so no token
+        is written back to the agent or task. Unusable servers are skipped with a warning.
+        """
+        entries: List[Tuple[str, MCPServerDetails, Any]] = []
+        for server in self.mcp_servers(agent, root):
+            label = mcp_label(server)
+            if server.type == MCPServerType.LOCAL or server.transport == MCPServerTransport.STDIO:
+                argv = stdio_command(server, label)
+                if argv is not None:
+                    entries.append(("stdio", server, argv))
+                continue
+            if not server.url:
+                logger.warning("MCP server %r of agent %s has no URL; skipped", label, agent.id)
+                continue
+            if server.transport not in (MCPServerTransport.SSE, MCPServerTransport.STREAMABLE_HTTP):
+                logger.warning("MCP server %r of agent %s has an unknown transport; skipped", label, agent.id)
+                continue
+            headers = dict(self.context.mcp_headers(agent, self.task, copy.deepcopy(server)))
+            entries.append((server.transport.value, server, headers))
+        return entries
+
+    def skip_mcp(self, agent: Agent, root: bool, reason: str) -> None:
+        """Log (once per agent) that its MCP servers are not built, and why."""
+        servers = self.mcp_servers(agent, root)
+        if servers:
+            logger.warning(
+                "agent %s: %d MCP server(s) not built by the %s adapter: %s",
+                agent.id, len(servers), self.framework, reason,
+            )
+
+
+def mcp_label(server: MCPServerDetails) -> str:
+    """A server's name for messages and tool names."""
+    return server.name or server.url or server.command or "MCP server"
+
+
+def stdio_command(server: MCPServerDetails, label: str) -> Optional[Tuple[str, List[str], Optional[Dict[str, str]]]]:
+    """``(command, args, env)`` of a local MCP server, or ``None`` (logged) when it cannot run."""
+    command = (server.command or "").strip()
+    if not command:
+        logger.warning("local MCP server %r has no command; skipped", label)
+        return None
+    if is_cloud() and "aws-api-mcp-server" in command:
+        logger.warning("local MCP server %r (aws-api-mcp-server) is not run on the cloud; skipped", label)
+        return None
+    try:
+        argv = shlex.split(command)
+    except ValueError:
+        logger.warning("local MCP server %r: its command is not a valid command line; skipped", label)
+        return None
+    env = {str(k): str(v) for k, v in (server.env_vars or {}).items() if v is not None}
+    return argv[0], argv[1:], env or None
+
+
+# -- openai-agents ------------------------------------------------------------------------------

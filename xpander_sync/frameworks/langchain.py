@@ -1,0 +1,229 @@
+"""The LangChain adapter: an xpander agent as ``langchain.agents.create_agent(**args)`` (langchain 1.4).
+
+``create_agent`` is a function returning a langgraph ``CompiledStateGraph``, so the
+arguments are that function's, not a class's. LangChain is imported inside the functions
+of this module only (the module's name does not shadow the real package: imports are
+absolute); building without it raises
+:class:`~xpander_sync.errors.FrameworkNotInstalledError` naming the extra
+(``pip install "xpander-sync[langchain]"``).
+
+What :func:`build_langchain_args` returns:
+
+* ``name``: ``agent.sanitized_name`` (it becomes the ``name`` of the agent's messages,
+  which OpenAI restricts to ``[A-Za-z0-9_-]``).
+* ``system_prompt``: description, role and goals (or the task's
+  ``instructions_override``), expected output, the Markdown hint, the task user's details
+  and ``task.additional_context``.
+* ``model``: OpenAI and OpenAI-compatible providers → ``langchain_openai.ChatOpenAI``
+  (``use_responses_api=True`` for Responses-only models); Anthropic →
+  ``langchain_anthropic.ChatAnthropic``. Keys follow
+  :func:`~xpander_sync.frameworks._llm.resolve_llm`; extra LLM headers go in
+  ``default_headers``. Skipped when ``override`` has ``"model"``.
+* ``response_format``: the JSON schema (a copy, ``title`` added when missing), which
+  LangChain turns into provider-native structured output or a tool strategy.
+* ``tools``: one ``StructuredTool`` per xpander tool, its ``args_schema`` the JSON schema
+  verbatim; then one delegation tool per team member (``ask_<member>``: runs the member's
+  own agent graph on the request and returns its answer); then the caller's ``tools``.
+* ``middleware``: ``ToolCallLimitMiddleware(run_limit=...)`` when the task or the agent
+  sets a tool-call limit.
+
+Not built: MCP servers (``langchain-mcp-adapters`` connects to a server to list its
+tools, so they cannot be built offline; a warning names them), session storage
+(``checkpointer``), guardrails, date/time context.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from ..models.agent import Agent
+from ..models.task import Task
+from . import _llm
+from ._adapter import (
+    MAX_OUTPUT_TOKENS,
+    MEMBER_TOOL_SCHEMA,
+    OUTPUT_SCHEMA_NAME,
+    REFUSED_PROVIDERS,
+    AdapterBuild,
+    OpenAIEndpoint,
+    XpanderToolSpec,
+    anthropic_key,
+    import_attr,
+    is_openai_wire,
+    member_tool_description,
+    member_tool_name,
+    require,
+    temperature_for,
+    unsupported_provider,
+    uses_responses_api,
+)
+
+logger = logging.getLogger(__name__)
+
+FRAMEWORK = "langchain"
+MISSING = 'langchain is not installed: pip install "xpander-sync[langchain]"'
+
+
+def build_langchain_args(
+    agent: Agent,
+    task: Optional[Task],
+    override: Optional[Dict[str, Any]],
+    tools: Optional[List[Any]],
+    auth_events_callback: Optional[Callable[..., Any]],
+    context: Any,
+) -> Dict[str, Any]:
+    """The keyword arguments of ``langchain.agents.create_agent``.
+
+    Args:
+        agent: the agent (not modified).
+        task: the task being run, or ``None``.
+        override: ``create_agent`` arguments applied last (``"model"`` skips model
+            construction, for the members too).
+        tools: extra LangChain tools for the root agent.
+        auth_events_callback: unused here.
+        context: the :class:`~xpander_sync.frameworks._context.BuildContext` of this call.
+
+    Returns:
+        A dict for ``create_agent(**args)``.
+
+    Raises:
+        FrameworkNotInstalledError: langchain or the provider's integration package is missing.
+        InvalidInputError: a provider this adapter does not map, a missing endpoint, or a
+            team that contains itself.
+        ConfigurationError: no API key for OpenAI or Anthropic.
+        ModuleException: a platform call failed.
+    """
+    require("langchain.agents", MISSING)
+    del auth_events_callback
+    return _LangChainBuild(context, task, override).root(agent, tools)
+
+
+def build_model(settings: _llm.LLMSettings) -> Any:
+    """The LangChain chat model for resolved LLM settings.
+
+    Raises:
+        InvalidInputError: a provider this adapter does not map, or a missing endpoint.
+        ConfigurationError: no key for OpenAI or Anthropic.
+        FrameworkNotInstalledError: ``langchain-openai`` / ``langchain-anthropic`` is missing.
+    """
+    temperature = temperature_for(settings)
+    if settings.provider == "anthropic":
+        chat_anthropic = import_attr(
+            "langchain_anthropic", "ChatAnthropic",
+            'Anthropic models need langchain-anthropic: pip install "xpander-sync[langchain]"',
+        )
+        kwargs: Dict[str, Any] = {
+            "model": settings.model_id, "api_key": anthropic_key(settings), "max_tokens": MAX_OUTPUT_TOKENS,
+        }
+        if temperature is not None:
+            kwargs["temperature"] = temperature
+        if settings.base_url:
+            kwargs["base_url"] = settings.base_url
+        if settings.extra_headers:
+            kwargs["default_headers"] = dict(settings.extra_headers)
+        return chat_anthropic(**kwargs)
+    if settings.provider in REFUSED_PROVIDERS or not is_openai_wire(settings):
+        raise unsupported_provider(settings, FRAMEWORK)
+    chat_openai = import_attr(
+        "langchain_openai", "ChatOpenAI", 'OpenAI models need langchain-openai: pip install "xpander-sync[langchain]"'
+    )
+    endpoint = OpenAIEndpoint(settings)
+    kwargs = {"model": settings.model_id, "api_key": endpoint.api_key}
+    if endpoint.base_url:
+        kwargs["base_url"] = endpoint.base_url
+    if endpoint.headers:
+        kwargs["default_headers"] = endpoint.headers
+    if temperature is not None:
+        kwargs["temperature"] = temperature
+    if settings.reasoning_effort:
+        kwargs["reasoning_effort"] = settings.reasoning_effort
+    if endpoint.user:
+        kwargs["model_kwargs"] = {"user": endpoint.user}
+    if endpoint.prompt_cache_key:
+        kwargs["extra_body"] = {"prompt_cache_key": endpoint.prompt_cache_key}
+    if settings.provider == "open_router":
+        kwargs["max_tokens"] = MAX_OUTPUT_TOKENS
+    if uses_responses_api(settings):
+        kwargs["use_responses_api"] = True
+    return chat_openai(**kwargs)
+
+
+def structured_tool(spec: XpanderToolSpec) -> Any:
+    """The ``StructuredTool`` for an xpander tool (JSON schema verbatim as ``args_schema``)."""
+    from langchain_core.tools import StructuredTool
+
+    return StructuredTool.from_function(
+        func=spec.call, name=spec.name, description=spec.description, args_schema=spec.schema
+    )
+
+
+def member_tool(member: Agent, graph: Any) -> Any:
+    """A tool that runs a member's agent graph on a request and returns its answer."""
+    from langchain_core.tools import StructuredTool
+
+    def ask(request: str) -> str:
+        return answer_of(graph.invoke({"messages": [{"role": "user", "content": request}]}))
+
+    async def aask(request: str) -> str:
+        return answer_of(await graph.ainvoke({"messages": [{"role": "user", "content": request}]}))
+
+    return StructuredTool.from_function(
+        func=ask, coroutine=aask, name=member_tool_name(member),
+        description=member_tool_description(member), args_schema=dict(MEMBER_TOOL_SCHEMA),
+    )
+
+
+def answer_of(state: Any) -> str:
+    """The text a member returns: its structured response as JSON, else its last message's text."""
+    if isinstance(state, dict):
+        if state.get("structured_response") is not None:
+            value = state["structured_response"]
+            return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+        messages = state.get("messages") or []
+        if messages:
+            last = messages[-1]
+            text = getattr(last, "text", None)
+            if callable(text) and not isinstance(text, str):  # langchain-core < 1: a method
+                text = text()
+            return str(text if text is not None else getattr(last, "content", ""))
+    return ""
+
+
+class _LangChainBuild(AdapterBuild):
+    framework = FRAMEWORK
+
+    def agent_args(
+        self, agent: Agent, *, root: bool, extra_tools: List[Any], path: Tuple[str, ...]
+    ) -> Dict[str, Any]:
+        from langchain.agents import create_agent
+
+        path = self.check_cycle(agent, path)
+        args: Dict[str, Any] = {
+            "model": self.override_model if self.has_model_override else build_model(self.llm_settings(agent)),
+            "name": agent.sanitized_name,
+        }
+        prompt = self.system_prompt(agent, root)
+        if prompt:
+            args["system_prompt"] = prompt
+        schema = self.output_schema(agent, root)
+        if schema is not None:
+            schema.setdefault("title", OUTPUT_SCHEMA_NAME)
+            args["response_format"] = schema
+        agent_tools: List[Any] = [structured_tool(spec) for spec in self.xpander_tools(agent)]
+        for member in self.member_agents(agent):
+            member_args = self.agent_args(member, root=False, extra_tools=[], path=path)
+            agent_tools.append(member_tool(member, create_agent(**member_args)))
+        args["tools"] = agent_tools + extra_tools
+        limit = self.tool_call_limit(agent, root)
+        if limit:
+            from langchain.agents.middleware import ToolCallLimitMiddleware
+
+            args["middleware"] = [ToolCallLimitMiddleware(run_limit=limit)]
+        self.skip_mcp(agent, root, "langchain-mcp-adapters must connect to list the tools; build them yourself "
+                      "and pass them in tools=")
+        return args
+
+
+__all__ = ["FRAMEWORK", "build_langchain_args", "build_model"]

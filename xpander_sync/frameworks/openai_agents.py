@@ -1,0 +1,295 @@
+"""The openai-agents adapter: an xpander agent as ``agents.Agent(**args)`` (openai-agents 0.24).
+
+openai-agents is imported inside the functions of this module only, so ``import
+xpander_sync`` works without it; building without it raises
+:class:`~xpander_sync.errors.FrameworkNotInstalledError` naming the extra
+(``pip install "xpander-sync[openai-agents]"``). Every key returned is an ``Agent``
+dataclass field.
+
+What :func:`build_openai_agents_args` returns:
+
+* ``name`` = ``agent.name``; ``handoff_description`` = ``agent.description`` or
+  ``instructions.general`` (what a leader reads before handing off to this agent).
+* ``instructions``: one system prompt (:meth:`AdapterBuild.system_prompt`): description,
+  role and goals (a task's ``instructions_override`` replaces them), expected output, the
+  Markdown hint, the task user's details and ``task.additional_context``.
+* ``model``: OpenAI → ``OpenAIChatCompletionsModel`` on an ``AsyncOpenAI`` client
+  (``OpenAIResponsesModel`` for Responses-only models); OpenAI-compatible providers
+  (Nebius, OpenRouter, Fireworks, NIM, Helicone, ..., or any provider with
+  ``llm_api_base``) → the same class with the provider's base URL; Anthropic →
+  ``AnyLLMModel("anthropic/<model>")`` (``openai-agents[any-llm]``, which calls the
+  native ``anthropic`` SDK; Python >= 3.11). Google AI Studio, Bedrock and Azure AI
+  Foundry are refused. Keys follow :func:`~xpander_sync.frameworks._llm.resolve_llm`.
+* ``model_settings``: ``ModelSettings`` with temperature 0 (not for reasoning models),
+  the reasoning effort, the extra LLM headers (Anthropic), ``user`` and
+  ``prompt_cache_key`` (OpenAI-wire providers), ``max_tokens`` (Anthropic, OpenRouter).
+  Neither ``model`` nor ``model_settings`` is built when ``override`` has ``"model"``.
+* ``output_type``: a JSON-schema ``AgentOutputSchemaBase`` when the agent (or the task)
+  asks for JSON with a schema. The schema is sent verbatim; it is sent as *strict* only
+  when it already satisfies OpenAI's strict rules (every object closed, every property
+  required), so optional fields stay optional.
+* ``tools``: one ``FunctionTool`` per xpander tool (``strict_json_schema=False``: the
+  schema is kept verbatim, optional parameters stay optional); its ``on_invoke_tool``
+  runs the blocking platform call in a worker thread, for *this* call's agent and task.
+  Then the caller's ``tools`` (root only).
+* ``mcp_servers``: ``MCPServerStreamableHttp`` / ``MCPServerSse`` / ``MCPServerStdio``,
+  not connected: enter them (``async with``) or ``await server.connect()`` before
+  ``Runner.run``, as openai-agents requires.
+* ``handoffs``: the team members, each an ``Agent`` built the same way with its own model.
+
+Not expressible as ``Agent`` arguments (see docs/frameworks.md): session storage
+(openai-agents takes a ``session`` per ``Runner.run``), ``tool_call_limit``
+(``Runner.run(max_turns=...)``), guardrails, date/time context. openai-agents exports
+run traces to OpenAI by default: that is a process-wide setting
+(``agents.set_tracing_disabled``), left to the caller.
+
+The framework-neutral build steps it shares with the other adapters live in
+:mod:`~xpander_sync.frameworks._adapter`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from typing import Any, Callable, Dict, List, Optional, Tuple, cast
+
+from ..models.agent import Agent
+from ..models.task import Task
+from . import _llm
+from ._adapter import (
+    MAX_OUTPUT_TOKENS,
+    MCP_HTTP_TIMEOUT,
+    MCP_SSE_READ_TIMEOUT,
+    MCP_TOOL_TIMEOUT,
+    OUTPUT_SCHEMA_NAME,
+    REFUSED_PROVIDERS,
+    AdapterBuild,
+    OpenAIEndpoint,
+    XpanderToolSpec,
+    anthropic_key,
+    import_attr,
+    is_openai_wire,
+    is_strict_compatible,
+    mcp_label,
+    require,
+    temperature_for,
+    unsupported_provider,
+    uses_responses_api,
+)
+
+logger = logging.getLogger(__name__)
+
+FRAMEWORK = "open-ai-agents"
+MISSING = 'openai-agents is not installed: pip install "xpander-sync[openai-agents]"'
+
+
+def build_openai_agents_args(
+    agent: Agent,
+    task: Optional[Task],
+    override: Optional[Dict[str, Any]],
+    tools: Optional[List[Any]],
+    auth_events_callback: Optional[Callable[..., Any]],
+    context: Any,
+) -> Dict[str, Any]:
+    """The keyword arguments of ``agents.Agent``.
+
+    Args:
+        agent: the agent (not modified).
+        task: the task being run, or ``None``.
+        override: ``Agent`` arguments applied last (``"model"`` skips model construction,
+            for the members too).
+        tools: extra openai-agents tools for the root agent.
+        auth_events_callback: unused here: the context delivers MCP auth events.
+        context: the :class:`~xpander_sync.frameworks._context.BuildContext` of this call.
+
+    Returns:
+        A dict for ``agents.Agent(**args)``.
+
+    Raises:
+        FrameworkNotInstalledError: openai-agents (or, for Anthropic, ``any-llm-sdk``) is missing.
+        InvalidInputError: a provider this adapter does not map, a missing endpoint, or a
+            team that contains itself.
+        ConfigurationError: no API key for OpenAI or Anthropic.
+        AuthenticationRequiredError: an MCP server needs a login that did not complete.
+        ModuleException: a platform call failed.
+    """
+    require("agents", MISSING)
+    del auth_events_callback
+    return _OpenAIAgentsBuild(context, task, override).root(agent, tools)
+
+
+@functools.cache
+def _json_output_class() -> Any:
+    from agents import AgentOutputSchemaBase
+    from agents.exceptions import ModelBehaviorError
+
+    class JsonSchemaOutput(AgentOutputSchemaBase):
+        """A JSON-schema ``output_type``: the schema verbatim, strict only when it already qualifies."""
+
+        def __init__(self, schema: Dict[str, Any], name: str = OUTPUT_SCHEMA_NAME) -> None:
+            self._schema = schema
+            self._name = name
+            self._strict = is_strict_compatible(schema)
+
+        def is_plain_text(self) -> bool:
+            return False
+
+        def name(self) -> str:
+            return self._name
+
+        def json_schema(self) -> Dict[str, Any]:
+            return self._schema
+
+        def is_strict_json_schema(self) -> bool:
+            return self._strict
+
+        def validate_json(self, json_str: str) -> Any:
+            try:
+                value = json.loads(json_str)
+            except ValueError:
+                raise ModelBehaviorError("the model's output is not valid JSON") from None
+            if self._schema.get("type") == "object" and not isinstance(value, dict):
+                raise ModelBehaviorError("the model's output is not a JSON object")
+            return value
+
+    return JsonSchemaOutput
+
+
+def json_output_type(schema: Dict[str, Any]) -> Any:
+    """An ``AgentOutputSchemaBase`` for a JSON schema (kept verbatim)."""
+    return _json_output_class()(schema)
+
+
+def function_tool(spec: XpanderToolSpec) -> Any:
+    """The openai-agents ``FunctionTool`` for an xpander tool."""
+    from agents import FunctionTool
+
+    async def on_invoke_tool(ctx: Any, args_json: str) -> str:
+        del ctx
+        return await spec.acall_json(args_json)
+
+    return FunctionTool(
+        name=spec.name,
+        description=spec.description,
+        params_json_schema=spec.schema,
+        on_invoke_tool=on_invoke_tool,
+        strict_json_schema=False,
+    )
+
+
+def build_model(settings: _llm.LLMSettings) -> Tuple[Any, Any]:
+    """``(model, model_settings)`` for resolved LLM settings.
+
+    Raises:
+        InvalidInputError: a provider this adapter does not map, or a missing endpoint.
+        ConfigurationError: no key for OpenAI or Anthropic.
+        FrameworkNotInstalledError: Anthropic without ``openai-agents[any-llm]``.
+    """
+    from agents import ModelSettings
+    from openai.types.shared import Reasoning
+
+    temperature = temperature_for(settings)
+    reasoning = Reasoning(effort=cast(Any, settings.reasoning_effort)) if settings.reasoning_effort else None
+    if settings.provider == "anthropic":
+        any_llm = import_attr(
+            "agents.extensions.models.any_llm_model", "AnyLLMModel",
+            'Anthropic models on openai-agents need any-llm-sdk (Python >= 3.11): '
+            'pip install "xpander-sync[openai-agents]"',
+        )
+        model = any_llm(model=f"anthropic/{settings.model_id}", api_key=anthropic_key(settings),
+                        base_url=settings.base_url, api="chat_completions")
+        return model, ModelSettings(
+            temperature=temperature, max_tokens=MAX_OUTPUT_TOKENS,
+            extra_headers=dict(settings.extra_headers) or None,
+        )
+    if settings.provider in REFUSED_PROVIDERS or not is_openai_wire(settings):
+        raise unsupported_provider(settings, FRAMEWORK)
+    from agents import OpenAIChatCompletionsModel, OpenAIResponsesModel
+    from openai import AsyncOpenAI
+
+    endpoint = OpenAIEndpoint(settings)
+    client = AsyncOpenAI(api_key=endpoint.api_key, base_url=endpoint.base_url,
+                         default_headers=endpoint.headers or None)
+    body: Dict[str, Any] = {}
+    if endpoint.user:
+        body["user"] = endpoint.user
+    if endpoint.prompt_cache_key:
+        body["prompt_cache_key"] = endpoint.prompt_cache_key
+    model_settings = ModelSettings(
+        temperature=temperature,
+        reasoning=reasoning,
+        extra_body=body or None,
+        max_tokens=MAX_OUTPUT_TOKENS if settings.provider == "open_router" else None,
+    )
+    if uses_responses_api(settings):
+        return OpenAIResponsesModel(model=settings.model_id, openai_client=client), model_settings
+    return OpenAIChatCompletionsModel(model=settings.model_id, openai_client=client), model_settings
+
+
+class _OpenAIAgentsBuild(AdapterBuild):
+    framework = FRAMEWORK
+
+    def agent_args(
+        self, agent: Agent, *, root: bool, extra_tools: List[Any], path: Tuple[str, ...]
+    ) -> Dict[str, Any]:
+        from agents import Agent as OAAgent
+
+        path = self.check_cycle(agent, path)
+        args: Dict[str, Any] = {"name": agent.name}
+        description = self.description(agent)
+        if description:
+            args["handoff_description"] = description
+        prompt = self.system_prompt(agent, root)
+        if prompt:
+            args["instructions"] = prompt
+        if self.has_model_override:
+            args["model"] = self.override_model
+        else:
+            args["model"], args["model_settings"] = build_model(self.llm_settings(agent))
+        schema = self.output_schema(agent, root)
+        if schema is not None:
+            args["output_type"] = json_output_type(schema)
+        args["tools"] = [function_tool(spec) for spec in self.xpander_tools(agent)] + extra_tools
+        servers = self._mcp(agent, root)
+        if servers:
+            args["mcp_servers"] = servers
+        members = self.member_agents(agent)
+        if members:
+            args["handoffs"] = [
+                OAAgent(**self.agent_args(m, root=False, extra_tools=[], path=path)) for m in members
+            ]
+        if root and self.tool_call_limit(agent, root):
+            logger.debug("agent %s: tool_call_limit is a Runner.run(max_turns=...) setting in openai-agents",
+                         agent.id)
+        return args
+
+    def _mcp(self, agent: Agent, root: bool) -> List[Any]:
+        entries = self.mcp_entries(agent, root)
+        if not entries:
+            return []
+        from agents.mcp import MCPServerSse, MCPServerStdio, MCPServerStreamableHttp, create_static_tool_filter
+
+        servers: List[Any] = []
+        for kind, server, detail in entries:
+            label = mcp_label(server)
+            allowed = list(server.allowed_tools) or None
+            tool_filter = create_static_tool_filter(allowed_tool_names=allowed) if allowed else None
+            common: Dict[str, Any] = {
+                "name": label, "tool_filter": tool_filter, "client_session_timeout_seconds": MCP_TOOL_TIMEOUT,
+            }
+            if kind == "stdio":
+                command, argv, env = detail
+                params: Dict[str, Any] = {"command": command, "args": argv}
+                if env:
+                    params["env"] = env
+                servers.append(MCPServerStdio(params=params, **common))
+            else:
+                remote = {"url": server.url, "headers": detail, "timeout": MCP_HTTP_TIMEOUT,
+                          "sse_read_timeout": MCP_SSE_READ_TIMEOUT}
+                server_class = MCPServerSse if kind == "sse" else MCPServerStreamableHttp
+                servers.append(server_class(params=remote, **common))
+        return servers
+
+
+__all__ = ["FRAMEWORK", "AdapterBuild", "OpenAIEndpoint", "XpanderToolSpec", "build_openai_agents_args"]

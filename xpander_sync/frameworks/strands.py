@@ -1,0 +1,291 @@
+"""The Strands adapter: an xpander agent as ``strands.Agent(**args)`` (strands-agents 1.62).
+
+Strands is imported inside the functions of this module only (the module's name does
+not shadow the real package: imports are absolute); building without it raises
+:class:`~xpander_sync.errors.FrameworkNotInstalledError` naming the extra
+(``pip install "xpander-sync[strands-agents]"``). The extra cannot share an environment
+with ``openai-agents``: ``strands-agents[openai]`` pins ``openai<3``.
+
+What :func:`build_strands_args` returns:
+
+* ``agent_id``, ``name``, ``description`` (``agent.description`` or ``instructions.general``).
+* ``system_prompt``: description, role and goals (or the task's ``instructions_override``),
+  expected output, the Markdown hint, the task user's details and
+  ``task.additional_context``.
+* ``model``: OpenAI and OpenAI-compatible providers → ``strands.models.openai.OpenAIModel``
+  (``OpenAIResponsesModel`` for Responses-only models); Anthropic →
+  ``strands.models.anthropic.AnthropicModel``. Key, base URL and extra headers go in
+  ``client_args``; temperature, reasoning effort, ``user`` and ``prompt_cache_key`` in
+  ``params``. Skipped when ``override`` has ``"model"``.
+* ``structured_output_model``: Strands takes a pydantic class only, so the JSON schema is
+  converted (:func:`pydantic_model_from_schema`: objects, required/optional, scalar types,
+  arrays, enums, nullable and union types, descriptions, closed objects; ``$ref`` and
+  other constructs become ``Any``).
+* ``tools``: one ``PythonAgentTool`` per xpander tool (its ``inputSchema`` the JSON schema
+  verbatim), then each team member as ``member.as_tool(name="ask_<member>")`` (Strands'
+  agents-as-tools), then the caller's ``tools``.
+* ``callback_handler=None``: Strands' default handler prints the streamed answer to
+  stdout, which a library should not do; pass ``override={"callback_handler": ...}``.
+
+**MCP servers are not built.** A ``strands.tools.mcp.MCPClient`` in ``tools=`` is started
+*inside* ``Agent()`` (Strands lists the server's tools while registering them), so
+``Agent(**args)`` would open network connections and could fail offline or on a login.
+``get_args`` keeps construction offline and logs a warning naming the servers; to use
+them, create ``MCPClient(...)`` yourself and pass it in ``tools=``.
+
+Not expressible: session storage (``session_manager``), tool-call limits, guardrails,
+date/time context.
+"""
+
+from __future__ import annotations
+
+import keyword
+import logging
+from typing import Any, Callable, Dict, List, Optional, Tuple, cast
+
+from ..models.agent import Agent
+from ..models.task import Task
+from . import _llm
+from ._adapter import (
+    MAX_OUTPUT_TOKENS,
+    OUTPUT_SCHEMA_NAME,
+    REFUSED_PROVIDERS,
+    AdapterBuild,
+    OpenAIEndpoint,
+    XpanderToolSpec,
+    anthropic_key,
+    import_attr,
+    is_openai_wire,
+    member_tool_description,
+    member_tool_name,
+    require,
+    temperature_for,
+    unsupported_provider,
+    uses_responses_api,
+)
+from .agno import render_tool_result
+
+logger = logging.getLogger(__name__)
+
+FRAMEWORK = "strands-agents"
+MISSING = 'strands-agents is not installed: pip install "xpander-sync[strands-agents]"'
+
+
+def build_strands_args(
+    agent: Agent,
+    task: Optional[Task],
+    override: Optional[Dict[str, Any]],
+    tools: Optional[List[Any]],
+    auth_events_callback: Optional[Callable[..., Any]],
+    context: Any,
+) -> Dict[str, Any]:
+    """The keyword arguments of ``strands.Agent``.
+
+    Args:
+        agent: the agent (not modified).
+        task: the task being run, or ``None``.
+        override: ``Agent`` arguments applied last (``"model"`` skips model construction,
+            for the members too).
+        tools: extra Strands tools for the root agent.
+        auth_events_callback: unused here.
+        context: the :class:`~xpander_sync.frameworks._context.BuildContext` of this call.
+
+    Returns:
+        A dict for ``strands.Agent(**args)``.
+
+    Raises:
+        FrameworkNotInstalledError: strands-agents or the provider's package is missing.
+        InvalidInputError: a provider this adapter does not map, a missing endpoint, or a
+            team that contains itself.
+        ConfigurationError: no API key for OpenAI or Anthropic.
+        ModuleException: a platform call failed.
+    """
+    require("strands", MISSING)
+    del auth_events_callback
+    return _StrandsBuild(context, task, override).root(agent, tools)
+
+
+def build_model(settings: _llm.LLMSettings) -> Any:
+    """The Strands model for resolved LLM settings.
+
+    Raises:
+        InvalidInputError: a provider this adapter does not map, or a missing endpoint.
+        ConfigurationError: no key for OpenAI or Anthropic.
+        FrameworkNotInstalledError: the provider's package (``openai``, ``anthropic``) is missing.
+    """
+    temperature = temperature_for(settings)
+    params: Dict[str, Any] = {}
+    if temperature is not None:
+        params["temperature"] = temperature
+    if settings.provider == "anthropic":
+        model_class = import_attr(
+            "strands.models.anthropic", "AnthropicModel",
+            'Anthropic models need the anthropic package: pip install "xpander-sync[strands-agents]"',
+        )
+        client_args: Dict[str, Any] = {"api_key": anthropic_key(settings)}
+        if settings.base_url:
+            client_args["base_url"] = settings.base_url
+        if settings.extra_headers:
+            client_args["default_headers"] = dict(settings.extra_headers)
+        return model_class(client_args=client_args, model_id=settings.model_id, max_tokens=MAX_OUTPUT_TOKENS,
+                           params=params or None)
+    if settings.provider in REFUSED_PROVIDERS or not is_openai_wire(settings):
+        raise unsupported_provider(settings, FRAMEWORK)
+    missing = 'OpenAI models need the openai package: pip install "xpander-sync[strands-agents]"'
+    if uses_responses_api(settings):
+        model_class = import_attr("strands.models.openai_responses", "OpenAIResponsesModel", missing)
+    else:
+        model_class = import_attr("strands.models.openai", "OpenAIModel", missing)
+    endpoint = OpenAIEndpoint(settings)
+    client_args = {"api_key": endpoint.api_key}
+    if endpoint.base_url:
+        client_args["base_url"] = endpoint.base_url
+    if endpoint.headers:
+        client_args["default_headers"] = endpoint.headers
+    if settings.reasoning_effort:
+        params["reasoning_effort"] = settings.reasoning_effort
+    if endpoint.user:
+        params["user"] = endpoint.user
+    if endpoint.prompt_cache_key:
+        params["prompt_cache_key"] = endpoint.prompt_cache_key
+    if settings.provider == "open_router":
+        params["max_tokens"] = MAX_OUTPUT_TOKENS
+    return model_class(client_args=client_args, model_id=settings.model_id, params=params or None)
+
+
+def python_tool(spec: XpanderToolSpec) -> Any:
+    """The ``PythonAgentTool`` for an xpander tool (its JSON schema verbatim as ``inputSchema``)."""
+    from strands.tools.tools import PythonAgentTool
+
+    def run(tool_use: Any, **invocation_state: Any) -> Dict[str, Any]:
+        del invocation_state
+        result = spec.invoke(tool_use.get("input"))
+        return {"toolUseId": tool_use.get("toolUseId"), "status": "error" if result.is_error else "success",
+                "content": [{"text": render_tool_result(result)}]}
+
+    tool_spec = {"name": spec.name, "description": spec.description, "inputSchema": {"json": spec.schema}}
+    return PythonAgentTool(spec.name, tool_spec, run)
+
+
+# -- JSON schema → pydantic ----------------------------------------------------------------------
+
+_SCALARS: Dict[str, Any] = {"string": str, "integer": int, "number": float, "boolean": bool, "null": type(None)}
+
+
+def pydantic_model_from_schema(schema: Dict[str, Any], name: str = OUTPUT_SCHEMA_NAME) -> Any:
+    """A pydantic model class equivalent to a JSON object schema (for ``structured_output_model``).
+
+    A non-object schema is wrapped in a model with one ``value`` field. Property names
+    that are not identifiers keep their JSON name through an alias.
+    """
+    if _is_object(schema) and isinstance(schema.get("properties"), dict):
+        return _object_model(schema, name)
+    return _object_model(
+        {"type": "object", "properties": {"value": schema}, "required": ["value"]}, name
+    )
+
+
+def _is_object(schema: Any) -> bool:
+    return isinstance(schema, dict) and (schema.get("type") == "object" or "properties" in schema)
+
+
+def _object_model(schema: Dict[str, Any], name: str) -> Any:
+    from pydantic import ConfigDict, Field, create_model
+
+    properties: Dict[str, Any] = schema.get("properties") or {}
+    required = set(schema.get("required") or [])
+    fields: Dict[str, Any] = {}
+    for index, (prop, prop_schema) in enumerate(properties.items()):
+        prop_schema = prop_schema if isinstance(prop_schema, dict) else {}
+        annotation = _annotation(prop_schema, f"{name}_{_identifier(prop, index)}")
+        field_name = _identifier(prop, index)
+        extra: Dict[str, Any] = {}
+        if isinstance(prop_schema.get("description"), str):
+            extra["description"] = prop_schema["description"]
+        if field_name != prop:
+            extra["alias"] = prop
+        if prop in required:
+            fields[field_name] = (annotation, Field(..., **extra))
+        else:
+            fields[field_name] = (Optional[annotation], Field(None, **extra))
+    closed = schema.get("additionalProperties") is False
+    config = ConfigDict(populate_by_name=True, extra="forbid" if closed else "ignore")
+    model = create_model(_identifier(name, 0), __config__=config, **fields)
+    if isinstance(schema.get("description"), str):
+        model.__doc__ = schema["description"]
+    return model
+
+
+def _annotation(schema: Dict[str, Any], name: str) -> Any:
+    from typing import Literal, Union
+
+    # typing constructs built at run time: cast to Any so type checkers accept the subscripts.
+    literal, union, list_of = cast(Any, Literal), cast(Any, Union), cast(Any, List)
+    enum = schema.get("enum")
+    if isinstance(enum, list) and enum and all(isinstance(v, (str, int, float, bool)) or v is None for v in enum):
+        return literal[tuple(enum)]
+    for key in ("anyOf", "oneOf"):
+        options = schema.get(key)
+        if isinstance(options, list) and options:
+            members = tuple(_annotation(o if isinstance(o, dict) else {}, f"{name}_{i}") for i, o in enumerate(options))
+            return union[members] if len(members) > 1 else members[0]
+    kind = schema.get("type")
+    if isinstance(kind, list) and kind:
+        members = tuple(_annotation(dict(schema, type=k), name) for k in kind)
+        return union[members] if len(members) > 1 else members[0]
+    if kind in _SCALARS:
+        return _SCALARS[kind]
+    if kind == "array":
+        items = schema.get("items")
+        return list_of[_annotation(items, f"{name}_item") if isinstance(items, dict) else Any]
+    if _is_object(schema):
+        if isinstance(schema.get("properties"), dict) and schema["properties"]:
+            return _object_model(schema, name)
+        return Dict[str, Any]
+    return Any
+
+
+def _identifier(name: str, index: int) -> str:
+    text = "".join(c if c.isalnum() or c == "_" else "_" for c in name).lstrip("_")
+    if not text or text[0].isdigit() or keyword.iskeyword(text) or text in ("model_config", "model_fields"):
+        text = f"field_{index}_{text}"
+    return text
+
+
+# -- the builder ---------------------------------------------------------------------------------
+
+
+class _StrandsBuild(AdapterBuild):
+    framework = FRAMEWORK
+
+    def agent_args(
+        self, agent: Agent, *, root: bool, extra_tools: List[Any], path: Tuple[str, ...]
+    ) -> Dict[str, Any]:
+        from strands import Agent as StrandsAgent
+
+        path = self.check_cycle(agent, path)
+        args: Dict[str, Any] = {"agent_id": agent.id, "name": agent.name}
+        description = self.description(agent)
+        if description:
+            args["description"] = description
+        args["model"] = self.override_model if self.has_model_override else build_model(self.llm_settings(agent))
+        prompt = self.system_prompt(agent, root)
+        if prompt:
+            args["system_prompt"] = prompt
+        schema = self.output_schema(agent, root)
+        if schema is not None:
+            args["structured_output_model"] = pydantic_model_from_schema(schema)
+        agent_tools: List[Any] = [python_tool(spec) for spec in self.xpander_tools(agent)]
+        for member in self.member_agents(agent):
+            built = StrandsAgent(**self.agent_args(member, root=False, extra_tools=[], path=path))
+            agent_tools.append(
+                built.as_tool(name=member_tool_name(member), description=member_tool_description(member))
+            )
+        args["tools"] = agent_tools + extra_tools
+        args["callback_handler"] = None
+        self.skip_mcp(agent, root, "strands connects an MCPClient inside Agent(); create MCPClient(...) yourself "
+                      "and pass it in tools=")
+        return args
+
+
+__all__ = ["FRAMEWORK", "build_model", "build_strands_args", "pydantic_model_from_schema"]
