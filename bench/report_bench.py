@@ -1,84 +1,73 @@
-"""report_external_task versus a raw ``requests.Session`` POST of the same body, in one run.
+"""``report_external_task`` versus a raw ``requests.Session`` POST of the same body, in one run.
 
-Target (issue 2): at most 1.5x the raw call. Prints a figure; asserts nothing.
+The floor builds the same 8-key body by hand (a new uuid4 each time), POSTs it with a pooled
+``requests.Session`` and decodes the JSON answer; ours also validates the arguments and
+structures the answer into a ``Task``. Calls alternate, so machine noise hits both alike.
+
+Target (issues 2 and 7): at most 1.5x the raw POST. Prints figures; asserts nothing.
+Run alone: ``python bench/report_bench.py [RUNS]``.
 """
 
 from __future__ import annotations
 
 import json
-import statistics
 import sys
-import time
-from pathlib import Path
+import uuid
+from typing import List, Optional, Sequence
 
 import requests
+from _common import AGENT_ID, API_KEY, Context, Row, interleaved, our_configuration, run_alone
+from _official import parse
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _server import BenchServer
-
-from xpander_sync import Backend, Configuration
-from xpander_sync.backend import build_report_body
-
-FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "report_response.json"
+TARGET_RATIO = 1.5
+ROUTE = f"/agent-execution/{AGENT_ID}/report_task"
+TOKENS = {"prompt_tokens": 3, "completion_tokens": 4}
 
 
-def summary(samples):
-    samples = sorted(samples)
-    return statistics.median(samples), samples[int(len(samples) * 0.95) - 1]
+def measure(ctx: Context) -> List[Row]:
+    from xpander_sync import Backend
+
+    backend = Backend(our_configuration(ctx.server.url))
+    session = requests.Session()
+    url = ctx.server.url + ROUTE
+    headers = {"x-api-key": API_KEY, "Content-Type": "application/json", "Accept": "application/json"}
+
+    def ours() -> None:
+        backend.report_external_task(agent_id=AGENT_ID, input="q", result="a", tokens=TOKENS, duration=1.2,
+                                     used_tools=["t"])
+
+    def raw() -> None:
+        body = {
+            "id": str(uuid.uuid4()), "input": "q", "llm_response": None,
+            "tokens": {"completion_tokens": 4, "prompt_tokens": 3, "cache_read_tokens": 0, "cache_write_tokens": 0},
+            "is_success": True, "result": "a", "duration": 1.2, "used_tools": ["t"],
+        }
+        response = session.post(url, data=json.dumps(body), headers=headers, timeout=(10, 60))
+        response.raise_for_status()
+        response.json()
+
+    ctx.server.mark("ours-report")
+    ours()
+    ctx.server.mark("ours-report-end")
+    our_calls = len(ctx.server.calls_between("ours-report", "ours-report-end"))
+    stats = interleaved({"ours": ours, "raw": raw}, ctx.runs, warmup=50)
+    session.close()
+    official = ctx.official(["report"], ctx.runs)
+    note = f"{ctx.runs} runs"
+    if official:
+        off_calls = len(ctx.server.calls_between("official-report", "official-report-end"))
+        ctx.notes.append(f"report_external_task: {our_calls} HTTP call (ours), {off_calls} (official).")
+    ratio = stats["ours"].median / stats["raw"].median
+    return [
+        Row("report_external_task", stats["ours"], floor=stats["raw"], floor_label="raw POST",
+            official=parse(official, "report"), target=f"<= {TARGET_RATIO:g}x floor",
+            met=ratio <= TARGET_RATIO, note=note),
+    ]
 
 
-def interleaved(a, b, runs: int):
-    """Time ``a`` and ``b`` alternately, so that machine noise hits both alike."""
-    sa, sb = [], []
-    for _ in range(runs):
-        for fn, samples in ((a, sa), (b, sb)):
-            start = time.perf_counter()
-            fn()
-            samples.append((time.perf_counter() - start) * 1000)
-    return summary(sa), summary(sb)
-
-
-def main(runs: int = 500) -> dict:
-    answer = json.loads(FIXTURE.read_text())
-    route = ("POST", "/agent-execution/agt-bench/report_task")
-    with BenchServer({route: answer}) as server:
-        backend = Backend(Configuration(api_key="bench-key", base_url=server.url))
-        session = requests.Session()
-        url = server.url + route[1]
-        headers = {"x-api-key": "bench-key", "Content-Type": "application/json"}
-
-        def ours():
-            backend.report_external_task(
-                agent_id="agt-bench", input="q", result="a", tokens={"prompt_tokens": 3, "completion_tokens": 4},
-                duration=1.2, used_tools=["t"],
-            )
-
-        def raw():
-            body = build_report_body(id=None, input="q", llm_response=None,
-                                     tokens={"prompt_tokens": 3, "completion_tokens": 4},
-                                     is_success=True, result="a", duration=1.2, used_tools=["t"])
-            response = session.post(url, data=json.dumps(body), headers=headers)
-            response.raise_for_status()
-            response.json()
-
-        for _ in range(50):  # warm both connection pools
-            ours()
-            raw()
-        (our_med, our_p95), (raw_med, raw_p95) = interleaved(ours, raw, runs)
-    result = {
-        "report_external_task_ms": {"median": round(our_med, 3), "p95": round(our_p95, 3)},
-        "raw_session_post_ms": {"median": round(raw_med, 3), "p95": round(raw_p95, 3)},
-        "ratio_median": round(our_med / raw_med, 2),
-        "target_ratio": 1.5,
-    }
-    print(f"report_external_task vs raw requests.Session POST (loopback, {runs} runs)")
-    print(f"  ours: median {our_med:.3f} ms, p95 {our_p95:.3f} ms")
-    print(f"  raw:  median {raw_med:.3f} ms, p95 {raw_p95:.3f} ms")
-    print(f"  ratio (median): {our_med / raw_med:.2f}x  (target <= 1.5x)")
-    return result
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return run_alone(measure, argv, default_runs=500)
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 500)
+    sys.exit(main())

@@ -9,11 +9,14 @@ inside the blocking code can be delivered to that loop.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import functools
+import inspect
 import threading
-from typing import Any, Awaitable, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional, TypeVar
+
+if TYPE_CHECKING:  # asyncio is imported where it is used: it costs ~20 ms at import time
+    import asyncio
 
 R = TypeVar("R")
 
@@ -36,6 +39,8 @@ def async_twin(blocking: Callable[..., R]) -> Callable[..., Awaitable[R]]:
 
     @functools.wraps(blocking)
     async def twin(self: Any, /, *args: Any, **kwargs: Any) -> R:
+        import asyncio
+
         token = caller_loop.set(asyncio.get_running_loop())
         try:
             return await asyncio.to_thread(getattr(self, name), *args, **kwargs)
@@ -54,6 +59,8 @@ _handler_loop_lock = threading.Lock()
 def _private_loop() -> asyncio.AbstractEventLoop:
     """A daemon thread running an event loop, started on first use, for coroutine handlers
     reached from plain blocking calls (no caller loop to deliver them to)."""
+    import asyncio
+
     global _handler_loop
     with _handler_loop_lock:
         if _handler_loop is None or _handler_loop.is_closed():
@@ -72,8 +79,10 @@ def call_maybe_async(func: Callable[..., Any], *args: Any, timeout: Optional[flo
     The calling thread waits at most ``timeout`` seconds.
     """
     result = func(*args)
-    if not asyncio.iscoroutine(result):
+    if not inspect.iscoroutine(result):
         return result
+    import asyncio
+
     loop = caller_loop.get()
     if loop is None or not loop.is_running() or _running_loop() is loop:
         loop = _private_loop()
@@ -81,6 +90,8 @@ def call_maybe_async(func: Callable[..., Any], *args: Any, timeout: Optional[flo
 
 
 def _running_loop() -> Optional[asyncio.AbstractEventLoop]:
+    import asyncio
+
     try:
         return asyncio.get_running_loop()
     except RuntimeError:

@@ -181,54 +181,63 @@ converter.register_unstructure_hook_factory(_is_model, _unstructure_factory)
 
 # -- model-specific wire rules ------------------------------------------------------------
 
-_tool_structure = make_dict_structure_fn(Tool, converter, _cattrs_detailed_validation=True)
+# Each hook below wraps cattrs' generated function; they are built on first use (hook
+# factories), not at import time: code generation is a measurable part of the import.
 
 
-def _structure_tool(value: Any, cls: Any) -> Tool:
-    # The platform sends either ``description`` or ``function_description``.
-    if isinstance(value, dict) and not value.get("description") and value.get("function_description"):
-        value = dict(value, description=value["function_description"])
-    return _tool_structure(value, cls)
+def _tool_factory(cls: Any) -> Callable[[Any, Any], Tool]:
+    generated = make_dict_structure_fn(Tool, converter, _cattrs_detailed_validation=True)
+
+    def structure_tool(value: Any, type_: Any) -> Tool:
+        # The platform sends either ``description`` or ``function_description``.
+        if isinstance(value, dict) and not value.get("description") and value.get("function_description"):
+            value = dict(value, description=value["function_description"])
+        return generated(value, type_)
+
+    return structure_tool
 
 
-converter.register_structure_hook(Tool, _structure_tool)
+def _task_factory(cls: Any) -> Callable[[Any, Any], Task]:
+    generated = make_dict_structure_fn(Task, converter, _cattrs_detailed_validation=True)
 
-_task_structure = make_dict_structure_fn(Task, converter, _cattrs_detailed_validation=True)
+    def structure_task(value: Any, type_: Any) -> Task:
+        # ``agent_version`` is a string on the wire; accept an integer too (the official model rejects it).
+        if isinstance(value, dict) and isinstance(value.get("agent_version"), int):
+            value = dict(value, agent_version=str(value["agent_version"]))
+        return generated(value, type_)
 
-
-def _structure_task(value: Any, cls: Any) -> Task:
-    # ``agent_version`` is a string on the wire; accept an integer too (the official model rejects it).
-    if isinstance(value, dict) and isinstance(value.get("agent_version"), int):
-        value = dict(value, agent_version=str(value["agent_version"]))
-    return _task_structure(value, cls)
-
-
-converter.register_structure_hook(Task, _structure_task)
-
-_tokens_unstructure = make_dict_unstructure_fn(Tokens, converter)
+    return structure_task
 
 
-def _unstructure_tokens(tokens: Tokens) -> Dict[str, Any]:
-    data = _tokens_unstructure(tokens)
-    data["total_tokens"] = tokens.total_tokens
-    return data
+def _tokens_factory(cls: Any) -> Callable[[Tokens], Dict[str, Any]]:
+    generated = make_dict_unstructure_fn(Tokens, converter)
+
+    def unstructure_tokens(tokens: Tokens) -> Dict[str, Any]:
+        data = generated(tokens)
+        data["total_tokens"] = tokens.total_tokens
+        return data
+
+    return unstructure_tokens
 
 
-converter.register_unstructure_hook(Tokens, _unstructure_tokens)
+def _input_factory(cls: Any) -> Callable[[AgentExecutionInput], Dict[str, Any]]:
+    generated = make_dict_unstructure_fn(AgentExecutionInput, converter)
 
-_input_unstructure = make_dict_unstructure_fn(AgentExecutionInput, converter)
+    def unstructure_input(value: AgentExecutionInput) -> Dict[str, Any]:
+        data = generated(value)
+        if not data.get("attachments"):
+            data.pop("attachments", None)
+        if not data.get("principal"):
+            data.pop("principal", None)
+        return data
+
+    return unstructure_input
 
 
-def _unstructure_input(value: AgentExecutionInput) -> Dict[str, Any]:
-    data = _input_unstructure(value)
-    if not data.get("attachments"):
-        data.pop("attachments", None)
-    if not data.get("principal"):
-        data.pop("principal", None)
-    return data
-
-
-converter.register_unstructure_hook(AgentExecutionInput, _unstructure_input)
+converter.register_structure_hook_factory(lambda t: t is Tool, _tool_factory)
+converter.register_structure_hook_factory(lambda t: t is Task, _task_factory)
+converter.register_unstructure_hook_factory(lambda t: t is Tokens, _tokens_factory)
+converter.register_unstructure_hook_factory(lambda t: t is AgentExecutionInput, _input_factory)
 
 
 # -- entry points -------------------------------------------------------------------------

@@ -17,16 +17,18 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sqlite3
 import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 
 import attrs
 
 from .errors import APIError, ModuleException, RateLimitError, ServerError, TransportError
+
+if TYPE_CHECKING:  # sqlite3 is imported on first use (it is not needed unless an outbox is used)
+    import sqlite3
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +100,8 @@ class Outbox:
         return f"Outbox({self.path!r})"
 
     def _connect(self) -> sqlite3.Connection:
+        import sqlite3
+
         conn: Optional[sqlite3.Connection] = getattr(self._local, "conn", None)
         if conn is None or getattr(self._local, "pid", None) != os.getpid():
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
