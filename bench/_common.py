@@ -371,6 +371,7 @@ def loadavg() -> str:
 
 
 def dump_json(path: str, payload: Dict[str, Any]) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(payload, indent=2) + "\n")
 
 

@@ -24,7 +24,7 @@ from ..errors import ConfigurationError, FrameworkNotInstalledError, InvalidInpu
 from ..models.agent import Agent, MCPServerDetails, Tool
 from ..models.common import MCPServerTransport, MCPServerType, OutputFormat
 from ..models.task import Task
-from . import _llm, _tools
+from . import _llm, _prompt, _tools
 from .agno import render_tool_result
 
 logger = logging.getLogger(__name__)
@@ -340,22 +340,7 @@ class AdapterBuild:
 
     def additional_context(self) -> str:
         """``User details: <JSON>`` when the task has a user, then ``task.additional_context``."""
-        task = self.task
-        parts: List[str] = []
-        if task is not None and task.input.user is not None:
-            user = task.input.user
-            details = {
-                "id": user.id,
-                "first_name": user.first_name,
-                "last_name": user.last_name,
-                "email": user.email,
-                "additional_attributes": user.additional_attributes,
-                "timezone": user.timezone,
-            }
-            parts.append("User details: " + json.dumps(details, separators=(",", ":"), ensure_ascii=False, default=str))
-        if task is not None and task.additional_context:
-            parts.append(task.additional_context.strip())
-        return "\n".join(parts)
+        return _prompt.task_context(self.task)
 
     def markdown(self, agent: Agent, root: bool) -> bool:
         """Whether the answer should be Markdown (the task's format decides when it has one)."""

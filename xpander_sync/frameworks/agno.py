@@ -72,7 +72,7 @@ from ..errors import FrameworkNotInstalledError, InvalidInputError, ResponseDeco
 from ..models.agent import Agent, MCPServerDetails, Tool
 from ..models.common import MCPServerTransport, MCPServerType, OutputFormat
 from ..models.task import Task
-from . import _llm, _tools
+from . import _llm, _prompt, _tools
 
 logger = logging.getLogger(__name__)
 
@@ -544,24 +544,7 @@ class _Build:
             raise ResponseDecodeError("AgentDB", [problem]) from None
 
     def _additional_context(self) -> str:
-        task = self.task
-        parts: List[str] = []
-        if task is not None and task.input.user is not None:
-            user = task.input.user
-            # The official User's field order, compact JSON (as upstream).
-            details = {
-                "id": user.id,
-                "first_name": user.first_name,
-                "last_name": user.last_name,
-                "email": user.email,
-                "additional_attributes": user.additional_attributes,
-                "timezone": user.timezone,
-            }
-            text = json.dumps(details, separators=(",", ":"), ensure_ascii=False, default=str)
-            parts.append("User details: " + text)
-        if task is not None and task.additional_context:
-            parts.append(task.additional_context)
-        return "\n".join(parts)
+        return _prompt.task_context(self.task)
 
     def _guardrails(self, agent: Agent, model: Any) -> List[Any]:
         settings = agent.agno_settings
