@@ -39,8 +39,17 @@ _TOKEN_FIELDS = ("completion_tokens", "prompt_tokens", "cache_read_tokens", "cac
 def resolve_agent_id(agent: Optional[Agent], agent_id: Optional[str], configured: Optional[str]) -> str:
     """``agent.id``, else ``agent_id``, else the configured/env agent id.
 
+    Args:
+        agent: an :class:`Agent`, whose ``id`` wins over everything else.
+        agent_id: an explicit agent id, used when ``agent`` is ``None``.
+        configured: ``Configuration.agent_id``; when empty, ``XPANDER_AGENT_ID`` is read.
+
+    Returns:
+        The agent id, checked to be usable in a URL path.
+
     Raises:
-        InvalidInputError: ``agent`` is not an :class:`Agent`.
+        InvalidInputError: ``agent`` is not an :class:`Agent`, or the chosen id is empty or
+            contains ``/``, ``?`` or ``#``.
         MissingAgentError: none of the three is set.
     """
     if agent is not None:
@@ -111,6 +120,20 @@ def build_report_body(
 ) -> Dict[str, Any]:
     """The report body: always the 8 keys of the reference. ``id`` defaults to a new uuid4.
 
+    Args:
+        id: the task id to record, or ``None`` for a new uuid4.
+        input: the input text, or ``None``.
+        llm_response: the raw LLM response: JSON, or an attrs/dataclass/pydantic object
+            (converted to JSON).
+        tokens: a :class:`Tokens`, a dict of its fields, or ``None``.
+        is_success: whether the run succeeded (a real ``bool``).
+        result: the result text, or ``None``.
+        duration: seconds the run took (finite, not negative).
+        used_tools: names of the tools used (``None`` sends ``[]``).
+
+    Returns:
+        The JSON body for ``POST /agent-execution/{agent_id}/report_task``.
+
     Raises:
         InvalidInputError: a value of the wrong kind; the message names the field.
     """
@@ -149,6 +172,11 @@ class Backend(Resource):
     Args:
         configuration: settings; default read from the environment. Backends built with
             equal configurations share one connection pool.
+        transport: an explicit transport (tests inject one with a fake ``sleep``); its
+            configuration is used when ``configuration`` is not given.
+
+    Raises:
+        InvalidInputError: ``configuration`` is not a :class:`Configuration`.
     """
 
     def __init__(self, configuration: Optional[Configuration] = None, *, transport: Optional[Transport] = None) -> None:
@@ -234,6 +262,13 @@ class Backend(Resource):
     def flush_outbox(self, *, limit: int = 1000) -> FlushResult:
         """Deliver the reports queued in the configured outbox, in order (deleting each after a 2xx).
 
+        Args:
+            limit: deliver at most this many reports in this call.
+
+        Returns:
+            A :class:`FlushResult`: the delivered task ids, the ``(task id, error)`` pairs
+            that failed, and how many reports remain queued.
+
         Raises:
             ConfigurationError: no ``outbox`` is configured.
         """
@@ -244,6 +279,9 @@ class Backend(Resource):
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Wait until background reports were delivered or stored in the outbox.
+
+        Args:
+            timeout: seconds to wait at most; ``None`` waits as long as it takes.
 
         Returns:
             ``False`` if ``timeout`` seconds passed first; ``True`` otherwise (also when
@@ -278,6 +316,27 @@ class Backend(Resource):
         official SDK swallows them and creates a new task from the JSON text). Otherwise
         ``POST /agent-execution/{agent_id}`` creates a task. Unlike the official SDK, the
         agent is not loaded first: that request added nothing to the call.
+
+        Args:
+            agent_id: the agent to run (default: ``configuration.agent_id``, then ``XPANDER_AGENT_ID``).
+            prompt: the input text, or a JSON object with ``xpander_task_id`` to load that task.
+            existing_task_id: sent as the body's ``id``.
+            file_urls: input file URLs.
+            user_details: the user the task runs for: a :class:`User` or a dict of its fields.
+            agent_version: sent as ``x-agent-version`` (0, ``None`` or ``""`` send nothing).
+            tool_call_payload_extension: sent as the body's ``payload_extension`` (a dict).
+            source: the task source.
+            worker_id: sent as the body's ``worker_id``.
+            run_locally: sent as the body's ``run_locally``.
+            output_format: an :class:`OutputFormat` or its value.
+            output_schema: a JSON schema for the result (a dict).
+            events_streaming: sent as the body's ``events_streaming``.
+            additional_context: extra context for the agent.
+            expected_output: a description of the expected output.
+            attachments: sent as ``input.attachments`` when not empty.
+
+        Returns:
+            The created :class:`Task`, or the task named by ``xpander_task_id``.
 
         Raises:
             MissingAgentError: no agent id and ``XPANDER_AGENT_ID`` unset.

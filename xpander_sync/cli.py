@@ -44,7 +44,11 @@ ENV_OUTBOX = "XPANDER_OUTBOX"
 
 
 def default_outbox_path() -> str:
-    """``$XPANDER_OUTBOX``, else ``$XDG_STATE_HOME/xpander-sync/outbox.sqlite3`` (``~/.local/state`` by default)."""
+    """``$XPANDER_OUTBOX``, else ``$XDG_STATE_HOME/xpander-sync/outbox.sqlite3`` (``~/.local/state`` by default).
+
+    Returns:
+        The path of the outbox file ``report`` and ``outbox`` use when ``--outbox`` is not given.
+    """
     explicit = os.environ.get(ENV_OUTBOX)
     if explicit:
         return explicit
@@ -53,7 +57,11 @@ def default_outbox_path() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (exposed for docs and tests)."""
+    """The argument parser (exposed for docs and tests).
+
+    Returns:
+        A new :class:`argparse.ArgumentParser` with the global options and every command.
+    """
     parser = argparse.ArgumentParser(
         prog="xpander-sync", description="A plain, blocking client for the xpander.ai Backend."
     )
@@ -158,7 +166,7 @@ def _render_summary(summary: Dict[str, Any], out: TextIO) -> None:
 # -- commands -------------------------------------------------------------------------------
 
 
-def cmd_args(ns: argparse.Namespace, out: TextIO) -> int:
+def _cmd_args(ns: argparse.Namespace, out: TextIO) -> int:
     from .backend import Backend
 
     args = Backend(_configuration(ns)).get_args(
@@ -173,7 +181,7 @@ def cmd_args(ns: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def cmd_report(ns: argparse.Namespace, out: TextIO) -> int:
+def _cmd_report(ns: argparse.Namespace, out: TextIO) -> int:
     from .backend import Backend
     from .outbox import QueuedReport
 
@@ -204,7 +212,7 @@ def cmd_report(ns: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def cmd_outbox(ns: argparse.Namespace, out: TextIO) -> int:
+def _cmd_outbox(ns: argparse.Namespace, out: TextIO) -> int:
     from .backend import Backend
     from .outbox import Outbox
 
@@ -231,7 +239,7 @@ def cmd_outbox(ns: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK if not flushed.failed else EXIT_FAILED
 
 
-def cmd_agents_list(ns: argparse.Namespace, out: TextIO) -> int:
+def _cmd_agents_list(ns: argparse.Namespace, out: TextIO) -> int:
     from .resources.agents import Agents
 
     items = Agents(_configuration(ns)).list()
@@ -243,7 +251,7 @@ def cmd_agents_list(ns: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def cmd_tasks_show(ns: argparse.Namespace, out: TextIO) -> int:
+def _cmd_tasks_show(ns: argparse.Namespace, out: TextIO) -> int:
     from ._redact import redact_mapping
     from .resources.tasks import Tasks
 
@@ -258,7 +266,7 @@ def cmd_tasks_show(ns: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def cmd_serve(ns: argparse.Namespace, out: TextIO) -> int:
+def _cmd_serve(ns: argparse.Namespace, out: TextIO) -> int:
     from .local import LocalBackend
 
     backend = LocalBackend(agents_dir=ns.agents, db_path=ns.db, host=ns.host, port=ns.port,
@@ -280,7 +288,7 @@ def cmd_serve(ns: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def cmd_worker(ns: argparse.Namespace, out: TextIO) -> int:
+def _cmd_worker(ns: argparse.Namespace, out: TextIO) -> int:
     from .worker import run_from_cli
 
     if ns.concurrency < 1:
@@ -289,28 +297,45 @@ def cmd_worker(ns: argparse.Namespace, out: TextIO) -> int:
                         out=out, err=sys.stderr)
 
 
-def cmd_quickstart(ns: argparse.Namespace, out: TextIO) -> int:
+def _cmd_quickstart(ns: argparse.Namespace, out: TextIO) -> int:
     from .quickstart import run_quickstart
 
     return run_quickstart(out, as_json=ns.json)
 
 
 _COMMANDS = {
-    "quickstart": cmd_quickstart,
-    "serve": cmd_serve,
-    "args": cmd_args,
-    "report": cmd_report,
-    "worker": cmd_worker,
-    ("agents", "list"): cmd_agents_list,
-    ("tasks", "show"): cmd_tasks_show,
-    ("outbox", "flush"): cmd_outbox,
-    ("outbox", "list"): cmd_outbox,
+    "quickstart": _cmd_quickstart,
+    "serve": _cmd_serve,
+    "args": _cmd_args,
+    "report": _cmd_report,
+    "worker": _cmd_worker,
+    ("agents", "list"): _cmd_agents_list,
+    ("tasks", "show"): _cmd_tasks_show,
+    ("outbox", "flush"): _cmd_outbox,
+    ("outbox", "list"): _cmd_outbox,
 }
 
 
 def main(argv: Optional[Sequence[str]] = None, *, out: Optional[TextIO] = None,
          err: Optional[TextIO] = None) -> int:
-    """Run the CLI; returns the exit status (``sys.exit(main())`` in the console script)."""
+    """Run the CLI; returns the exit status (``sys.exit(main())`` in the console script).
+
+    The library's own errors (:class:`~xpander_sync.errors.XpanderError`) are caught and
+    written as one line to ``err``; they become the exit status instead of a traceback.
+
+    Args:
+        argv: the arguments after the program name; default ``sys.argv[1:]``.
+        out: where command output goes; default ``sys.stdout``.
+        err: where error lines and ``-v`` debug logs go; default ``sys.stderr``.
+
+    Returns:
+        The exit status: 0 success, 1 the platform refused or could not be reached, 2 usage
+        or configuration error, 3 the report was queued in the outbox.
+
+    Raises:
+        SystemExit: from :mod:`argparse`: for ``--help`` and ``--version`` (status 0) and
+            for unparsable arguments (status 2).
+    """
     out = out or sys.stdout
     err = err or sys.stderr
     parser = build_parser()
@@ -339,4 +364,9 @@ def main(argv: Optional[Sequence[str]] = None, *, out: Optional[TextIO] = None,
 
 
 def run() -> None:  # pragma: no cover - console-script shim
+    """The ``xpander-sync`` console script: :func:`main` with the process's arguments.
+
+    Raises:
+        SystemExit: always, with :func:`main`'s exit status.
+    """
     sys.exit(main())

@@ -43,12 +43,23 @@ def _env(name: str) -> Optional[str]:
 
 
 def is_cloud() -> bool:
-    """``True`` when running on the xpander cloud (``IS_XPANDER_CLOUD`` is exactly ``"true"``)."""
+    """``True`` when running on the xpander cloud (``IS_XPANDER_CLOUD`` is exactly ``"true"``).
+
+    Returns:
+        Whether the environment says this process runs on the xpander cloud.
+    """
     return os.environ.get(ENV_IS_CLOUD) == "true"
 
 
 def default_base_url() -> str:
-    """``XPANDER_BASE_URL``, else the production (or, with ``IS_STG=true``, staging) host."""
+    """``XPANDER_BASE_URL``, else the production (or, with ``IS_STG=true``, staging) host.
+
+    Returns:
+        The base URL, normalised by :func:`normalize_base_url`.
+
+    Raises:
+        ConfigurationError: ``XPANDER_BASE_URL`` has no host.
+    """
     value = _env(ENV_BASE_URL)
     if value is None:
         value = STAGING_HOST if os.environ.get(ENV_IS_STG) == "true" else DEFAULT_HOST
@@ -60,6 +71,15 @@ def normalize_base_url(value: str) -> str:
 
     The official SDK only adds the scheme to the environment/default value; an explicit
     ``base_url="host"`` then fails on every request. We normalise both (documented).
+
+    Args:
+        value: a base URL, with or without a scheme.
+
+    Returns:
+        The URL with a scheme and without trailing slashes.
+
+    Raises:
+        ConfigurationError: the URL has no host.
     """
     value = value.strip()
     if not value.startswith(("http://", "https://")):
@@ -78,6 +98,12 @@ def needs_organization_segment(base_url: str) -> bool:
 
     True when the host name contains ``agent-controller``, the port is 9016, or the first
     path segment is ``agent-controller``.
+
+    Args:
+        base_url: a normalised base URL.
+
+    Returns:
+        Whether ``/{organization_id}`` goes between the base URL and REST paths.
     """
     parts = urlsplit(base_url)
     host = parts.hostname or ""
@@ -156,6 +182,10 @@ class Configuration:
         mcp_auth_poll_interval: seconds between polls of the MCP token route while waiting.
         verify: TLS verification: ``True``, ``False`` or a CA bundle path.
         proxies: a requests-style proxies mapping.
+
+    Raises:
+        ConfigurationError: a timeout, TTL or pool size out of range, a base URL without a
+            host, or ``background_reports`` without ``outbox``.
     """
 
     api_key: Optional[Secret] = attrs.field(
@@ -180,7 +210,17 @@ class Configuration:
 
     @classmethod
     def from_env(cls, **overrides: object) -> Configuration:
-        """Build from the environment; keyword arguments win over it."""
+        """Build from the environment; keyword arguments win over it.
+
+        Args:
+            **overrides: any :class:`Configuration` argument; each replaces the environment's value.
+
+        Returns:
+            The new :class:`Configuration`.
+
+        Raises:
+            ConfigurationError: a value is out of range (as for the constructor).
+        """
         return cls(**overrides)  # type: ignore[arg-type]
 
     @property
@@ -215,6 +255,9 @@ class Configuration:
 
         The inbound hosts map to their agent-controller twins; a local base URL on port
         8085 maps to ``http://localhost:9016``; any other base URL is used as it is.
+
+        Raises:
+            ConfigurationError: no organization id is set.
         """
         parts = urlsplit(self.base_url)
         host = parts.hostname or ""
@@ -234,6 +277,9 @@ class Configuration:
 
     def require_api_key(self) -> str:
         """The API key's value.
+
+        Returns:
+            The revealed key, for the ``x-api-key`` header.
 
         Raises:
             ConfigurationError: no API key was configured.

@@ -57,7 +57,13 @@ class UnsupportedFrameworkError(XpanderError, ValueError):
 
 
 class AuthenticationRequiredError(XpanderError):
-    """An MCP server needs the user to log in, and the login did not complete in time."""
+    """An MCP server needs the user to log in, and the login did not complete in time.
+
+    Args:
+        message: what happened (never containing a token).
+        server: the MCP server that asked for the login, when known.
+        login_url: the URL the user should open to log in, when known.
+    """
 
     def __init__(self, message: str, *, server: Optional[str] = None, login_url: Optional[str] = None):
         super().__init__(message)
@@ -67,6 +73,10 @@ class AuthenticationRequiredError(XpanderError):
 
 class ModuleException(XpanderError):
     """An error talking to the platform. Name and ``str`` format kept from the official SDK.
+
+    Args:
+        status_code: the HTTP status, or ``None`` when no response was received.
+        description: a human-readable explanation (never containing a secret).
 
     Attributes:
         status_code: the HTTP status, or ``None`` when no response was received.
@@ -83,7 +93,15 @@ class ModuleException(XpanderError):
 
 
 class TransportError(ModuleException):
-    """The request got no HTTP response: DNS failure, refused or reset connection, TLS error."""
+    """The request got no HTTP response: DNS failure, refused or reset connection, TLS error.
+
+    ``status_code`` is ``None``.
+
+    Args:
+        description: what failed (scrubbed of secrets).
+        method: the HTTP method.
+        route: the request path (without host or query).
+    """
 
     def __init__(self, description: str, *, method: str = "", route: str = ""):
         super().__init__(None, description)
@@ -97,6 +115,13 @@ class RequestTimeoutError(TransportError):
 
 class APIError(ModuleException):
     """The platform answered with a non-2xx status.
+
+    Args:
+        status_code: the HTTP status.
+        message: the server's error message (scrubbed, at most 500 characters).
+        method: the HTTP method; when given, ``description`` ends with ``(METHOD route)``.
+        route: the request path (without host or query).
+        request_id: the server's request id header, when it sent one.
 
     Attributes:
         method: the HTTP method.
@@ -139,7 +164,13 @@ class ConflictError(APIError):
 
 
 class RateLimitError(APIError):
-    """429: too many requests. ``retry_after`` is the server's wait hint in seconds, if any."""
+    """429: too many requests. ``retry_after`` is the server's wait hint in seconds, if any.
+
+    Args:
+        *args: passed to :class:`APIError` (``status_code``, ``message``).
+        retry_after: the server's ``Retry-After`` in seconds, or ``None``.
+        **kwargs: passed to :class:`APIError` (``method``, ``route``, ``request_id``).
+    """
 
     def __init__(self, *args: Any, retry_after: Optional[float] = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -152,6 +183,11 @@ class ServerError(APIError):
 
 class ResponseDecodeError(ModuleException):
     """A 2xx answer that is not JSON, or whose JSON does not fit the expected model.
+
+    Args:
+        model: the name of the model being decoded (e.g. ``"Task"``).
+        errors: JSON-path style messages; the first five are shown in the description.
+        status_code: the HTTP status of the answer, when there was one.
 
     Attributes:
         model: the name of the model being decoded (e.g. ``"Task"``).
@@ -175,7 +211,15 @@ _STATUS_ERRORS: Dict[int, Type[APIError]] = {
 
 
 def error_class_for_status(status: int) -> Type[APIError]:
-    """The :class:`APIError` subclass for an HTTP status (hvac's ``from_status``)."""
+    """The :class:`APIError` subclass for an HTTP status (hvac's ``from_status``).
+
+    Args:
+        status: an HTTP status code.
+
+    Returns:
+        The class for 401, 403, 404, 409 and 429, :class:`ServerError` for 5xx, else
+        :class:`APIError` itself.
+    """
     if status in _STATUS_ERRORS:
         return _STATUS_ERRORS[status]
     if status >= 500:

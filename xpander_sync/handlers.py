@@ -37,7 +37,15 @@ def _name(func: Any) -> str:
 
 
 def accepts_three_arguments(func: Callable[..., Any]) -> bool:
-    """Whether ``func`` can be called as ``func(agent, task, event)``."""
+    """Whether ``func`` can be called as ``func(agent, task, event)``.
+
+    Args:
+        func: the candidate auth-event handler.
+
+    Returns:
+        ``True`` when three positional arguments bind (also for a builtin without a
+        signature, which cannot be checked), else ``False``.
+    """
     try:
         inspect.signature(func).bind(None, None, None)
     except TypeError:
@@ -112,6 +120,12 @@ class HandlerRegistry:
     def register(self, func: F) -> F:
         """Add ``func`` (once) and return it unchanged.
 
+        Args:
+            func: the handler or hook; registering it again changes nothing.
+
+        Returns:
+            ``func`` itself, so this works as a decorator.
+
         Raises:
             TypeError: ``func`` is not callable or has the wrong signature for this registry.
         """
@@ -124,13 +138,21 @@ class HandlerRegistry:
         return func
 
     def unregister(self, func: Callable[..., Any]) -> None:
-        """Remove ``func`` if registered."""
+        """Remove ``func`` if registered.
+
+        Args:
+            func: the handler to remove; one that is not registered is ignored.
+        """
         with self._lock:
             if func in self._handlers:
                 self._handlers.remove(func)
 
     def handlers(self) -> List[Callable[..., Any]]:
-        """A snapshot of the registered handlers, in registration order."""
+        """A snapshot of the registered handlers, in registration order.
+
+        Returns:
+            A new list (changing it does not change the registry).
+        """
         with self._lock:
             return list(self._handlers)
 
@@ -169,8 +191,15 @@ def on_auth_event(func: Optional[F] = None) -> Any:
     ``async def`` handlers are awaited (on the caller's loop when the call was ``aget_args``).
     An exception in a handler is logged and does not stop the others.
 
+    Args:
+        func: the handler (when used bare).
+
     Returns:
-        The function itself (still callable as before).
+        The function itself (still callable as before), or a decorator when called
+        without one.
+
+    Raises:
+        TypeError: the function cannot be called as ``handler(agent, task, event)``.
     """
     if func is None:
         return auth_event_handlers.register
@@ -205,7 +234,8 @@ def on_task(func: Optional[F] = None, *, configuration: Optional[Configuration] 
         The function itself, unchanged (or a decorator when called with arguments).
 
     Raises:
-        TypeError: the function has no ``task`` parameter, or needs other arguments.
+        TypeError: the function has no ``task`` parameter, or needs other arguments; or
+            ``configuration`` is not a :class:`~xpander_sync.Configuration`.
     """
     if configuration is not None and not isinstance(configuration, Configuration):
         raise TypeError("on_task(configuration=...) must be an xpander_sync.Configuration")
@@ -237,8 +267,11 @@ def on_boot(func: Optional[F] = None) -> Any:
     first one that raises aborts the worker's start (``Worker.run`` raises
     :class:`~xpander_sync.worker.BootHookError`).
 
+    Args:
+        func: the hook (when used bare).
+
     Returns:
-        The function itself, unchanged.
+        The function itself, unchanged (or a decorator when called without one).
 
     Raises:
         TypeError: the function requires arguments.
@@ -263,8 +296,11 @@ def on_shutdown(func: Optional[F] = None) -> Any:
     in-flight tasks finished (or the drain deadline passed); an exception is logged and the
     other hooks still run.
 
+    Args:
+        func: the hook (when used bare).
+
     Returns:
-        The function itself, unchanged.
+        The function itself, unchanged (or a decorator when called without one).
 
     Raises:
         TypeError: the function requires arguments.
@@ -275,13 +311,24 @@ def on_shutdown(func: Optional[F] = None) -> Any:
 
 
 def task_handler_configuration(handler: Callable[..., Any]) -> Optional[Configuration]:
-    """The ``configuration=`` given to ``@on_task`` for ``handler``, if any."""
+    """The ``configuration=`` given to ``@on_task`` for ``handler``, if any.
+
+    Args:
+        handler: a function registered with ``@on_task``.
+
+    Returns:
+        Its :class:`~xpander_sync.Configuration`, or ``None`` when none was given.
+    """
     with _task_configurations_lock:
         return _task_configurations.get(handler)
 
 
 def get_registered_handlers() -> List[Callable[..., Any]]:
-    """The registered auth-event handlers."""
+    """The registered auth-event handlers.
+
+    Returns:
+        A snapshot list, in registration order.
+    """
     return auth_event_handlers.handlers()
 
 

@@ -49,7 +49,15 @@ CREATE TABLE IF NOT EXISTS reports (
 
 
 def is_retryable_later(exc: BaseException) -> bool:
-    """Whether a failed report should be kept for later (no answer, 5xx, 429) rather than raised."""
+    """Whether a failed report should be kept for later (no answer, 5xx, 429) rather than raised.
+
+    Args:
+        exc: the error the delivery raised.
+
+    Returns:
+        ``True`` for a :class:`~xpander_sync.errors.TransportError`,
+        :class:`~xpander_sync.errors.ServerError` or :class:`~xpander_sync.errors.RateLimitError`.
+    """
     return isinstance(exc, (TransportError, ServerError, RateLimitError))
 
 
@@ -113,7 +121,13 @@ class Outbox:
         return _Tx(conn)  # type: ignore[return-value]
 
     def put(self, agent_id: str, base_url: str, body: Dict[str, Any]) -> None:
-        """Store one report (idempotent on its task id)."""
+        """Store one report (idempotent on its task id).
+
+        Args:
+            agent_id: the agent the report belongs to.
+            base_url: the platform it is for (:meth:`flush` only sends it to this base URL).
+            body: the report body (its ``id`` is the task id); never the API key.
+        """
         with self._connect() as conn:
             conn.execute(
                 "INSERT OR IGNORE INTO reports (task_id, agent_id, base_url, body, created_at) VALUES (?, ?, ?, ?, ?)",
@@ -121,7 +135,11 @@ class Outbox:
             )
 
     def pending(self) -> List[Dict[str, Any]]:
-        """The queued reports, oldest first: ``task_id, agent_id, base_url, body, attempts, last_error``."""
+        """The queued reports, oldest first: ``task_id, agent_id, base_url, body, attempts, last_error``.
+
+        Returns:
+            One dict per queued report, with those keys (``body`` decoded).
+        """
         with self._connect() as conn:
             rows = conn.execute(
                 "SELECT task_id, agent_id, base_url, body, attempts, last_error FROM reports ORDER BY seq"

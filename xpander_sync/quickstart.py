@@ -42,7 +42,17 @@ def _call_tool_like_agno(tool: Any, arguments: Dict[str, Any]) -> Any:
 
 
 def run_quickstart(out: TextIO, *, as_json: bool = False) -> int:
-    """Run the demo and print its summary; returns the exit status (0 when every step worked)."""
+    """Run the demo and print its summary; returns the exit status (0 when every step worked).
+
+    A failing step is recorded in the summary (with its error) and the next steps still run.
+
+    Args:
+        out: where the summary is written.
+        as_json: write the summary as JSON (``{"ok", "agno_installed", "steps"}``) instead of text.
+
+    Returns:
+        0 when every step worked, else 1.
+    """
     import requests
 
     from .backend import Backend

@@ -14,7 +14,15 @@ def _name_of(obj: Any) -> str:
 
 
 def summarize_args(args: Dict[str, Any]) -> Dict[str, Any]:
-    """A printable summary of resolved constructor arguments: classes, ids and names, no secrets."""
+    """A printable summary of resolved constructor arguments: classes, ids and names, no secrets.
+
+    Args:
+        args: what ``get_args`` returned for agno.
+
+    Returns:
+        A JSON-able dict: ``framework_class``, ``id``, ``name``, ``model``, ``tools``,
+        ``members``, ``storage``, ``structured_output`` and ``keys`` (the argument names).
+    """
     model = args.get("model")
     db = args.get("db")
     members = args.get("members") or []

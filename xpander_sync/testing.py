@@ -48,6 +48,14 @@ def make_agent(agent_id: str = "agt-test", name: str = "Test Agent", **fields: A
     """A minimal valid agent payload; keyword arguments set or replace top-level fields.
 
     Example: ``make_agent("agt-x", tools=[{"id": "Echo", "name": "Echo", "parameters": {...}}])``.
+
+    Args:
+        agent_id: the agent's ``id`` (also its ``unique_name``).
+        name: the agent's ``name``.
+        **fields: top-level agent fields to set or replace (applied last).
+
+    Returns:
+        A new agent JSON dict (an agno agent on ``openai``/``gpt-4.1``, version 1, no tools).
     """
     agent = copy.deepcopy(_BASE_AGENT)
     agent.update(id=agent_id, name=name, unique_name=agent_id)
@@ -57,6 +65,10 @@ def make_agent(agent_id: str = "agt-test", name: str = "Test Agent", **fields: A
 
 class XpanderTestBackend:
     """A running local backend plus the configuration that reaches it.
+
+    Args:
+        local: a started :class:`~xpander_sync.local.LocalBackend`.
+        configuration: a Configuration with its URL and API key.
 
     Attributes:
         local: the underlying :class:`~xpander_sync.local.LocalBackend`.
@@ -73,32 +85,83 @@ class XpanderTestBackend:
         return str(self.local.url)
 
     def add_agent(self, agent: Dict[str, Any]) -> Dict[str, Any]:
-        """Serve another agent (see :func:`make_agent`); returns it."""
+        """Serve another agent (see :func:`make_agent`); returns it.
+
+        Args:
+            agent: the agent JSON; needs a string ``id``.
+
+        Returns:
+            ``agent`` unchanged.
+
+        Raises:
+            ValueError: ``agent`` has no string ``id``, or its ``version`` is not an integer.
+        """
         self.local.add_agent(agent)
         return agent
 
     def register_tool(self, tool_id: str, fn: Any) -> None:
-        """Answer tool calls of ``tool_id`` with ``fn(payload, headers)``."""
+        """Answer tool calls of ``tool_id`` with ``fn(payload, headers)``.
+
+        Args:
+            tool_id: the tool id of ``POST /agents/{agent_id}/operations/{tool_id}``.
+            fn: the handler; its return value is sent as JSON (raise
+                :class:`~xpander_sync.local.ToolError` for an error status).
+
+        Raises:
+            TypeError: ``fn`` is not callable.
+        """
         self.local.register_tool(tool_id, fn)
 
     def reports(self) -> List[Dict[str, Any]]:
-        """Reports received (``report_external_task``), oldest first."""
+        """Reports received (``report_external_task``), oldest first.
+
+        Returns:
+            ``{"id", "agent_id", "body", "received_at"}`` dicts.
+        """
         return list(self.local.reports())
 
     def tasks(self) -> List[Dict[str, Any]]:
-        """Stored tasks (Task JSON)."""
+        """Stored tasks (Task JSON).
+
+        Returns:
+            The Task JSON dicts, oldest first.
+        """
         return list(self.local.tasks())
 
     def tool_calls(self) -> List[Dict[str, Any]]:
-        """Tool calls received, with headers (secrets masked) and bodies."""
+        """Tool calls received, with headers (secrets masked) and bodies.
+
+        Returns:
+            ``{"agent_id", "tool_id", "method", "headers", "body", "received_at"}`` dicts, oldest first.
+        """
         return list(self.local.tool_calls())
 
     def events(self, task_id: Optional[str] = None) -> List[Dict[str, Any]]:
-        """Pushed task events (auth events among them)."""
+        """Pushed task events (auth events among them).
+
+        Args:
+            task_id: only the events of this task; ``None`` for every task.
+
+        Returns:
+            ``{"task_id", "event", "received_at"}`` dicts, oldest first.
+        """
         return list(self.local.events(task_id))
 
     def complete_login(self, state: Optional[str] = None, **kwargs: Any) -> str:
-        """Finish a pending MCP OAuth login as the user would."""
+        """Finish a pending MCP OAuth login as the user would.
+
+        Args:
+            state: the ``state`` of the login URL from the ``login_required`` auth event.
+            **kwargs: ``user_id``, ``server_url`` (instead of ``state``) and ``token``, as for
+                :meth:`~xpander_sync.local.LocalBackend.complete_login`.
+
+        Returns:
+            The issued access token.
+
+        Raises:
+            ValueError: neither ``state`` nor both ``user_id`` and ``server_url`` were given.
+            KeyError: ``state`` is unknown.
+        """
         return str(self.local.complete_login(state, **kwargs))
 
     @property
@@ -109,7 +172,17 @@ class XpanderTestBackend:
 
 @pytest.fixture
 def xpander_backend(tmp_path: Path) -> Iterator[XpanderTestBackend]:
-    """A started local backend with the bundled sample agents (stopped after the test)."""
+    """A started local backend with the bundled sample agents (stopped after the test).
+
+    Its SQLite file is in the test's ``tmp_path``, its API key is random, and its
+    configuration does not cache agents (``agent_cache_ttl=0``).
+
+    Args:
+        tmp_path: pytest's per-test temporary folder (holds the SQLite file).
+
+    Yields:
+        The :class:`XpanderTestBackend`.
+    """
     from .local import LocalBackend
 
     api_key = "xpk-test-" + secrets.token_hex(8)
@@ -126,5 +199,12 @@ def xpander_backend(tmp_path: Path) -> Iterator[XpanderTestBackend]:
 
 @pytest.fixture
 def xpander_config(xpander_backend: XpanderTestBackend) -> Configuration:
-    """The configuration of :func:`xpander_backend`."""
+    """The configuration of :func:`xpander_backend`.
+
+    Args:
+        xpander_backend: the fixture above.
+
+    Returns:
+        Its :class:`~xpander_sync.Configuration`.
+    """
     return xpander_backend.configuration

@@ -62,7 +62,13 @@ if hasattr(os, "register_at_fork"):  # not on Windows
 
 
 class Response:
-    """What :meth:`Transport.request` returns: status, headers and the decoded body."""
+    """What :meth:`Transport.request` returns: status, headers and the decoded body.
+
+    Args:
+        status_code: the HTTP status (always 2xx: other answers raise).
+        headers: the response headers.
+        data: the decoded JSON body, or ``None`` for an empty body.
+    """
 
     __slots__ = ("data", "headers", "status_code")
 
@@ -159,7 +165,17 @@ class Transport:
     # -- requests ----------------------------------------------------------------------
 
     def url_for(self, path: str) -> str:
-        """The absolute URL of an API path."""
+        """The absolute URL of an API path.
+
+        Args:
+            path: a path under the configured API URL (a leading ``/`` is optional).
+
+        Returns:
+            ``configuration.full_url`` joined with ``path`` by exactly one ``/``.
+
+        Raises:
+            ConfigurationError: the base URL needs an organization id and none is set.
+        """
         return self.configuration.full_url.rstrip("/") + "/" + path.lstrip("/")
 
     def request(
@@ -190,6 +206,8 @@ class Transport:
             The :class:`Response`; ``data`` is the decoded JSON, or ``None`` for an empty body.
 
         Raises:
+            ConfigurationError: ``url`` is not given, and the base URL needs an organization
+                id that is not set.
             TransportError: no response (RequestTimeoutError for timeouts).
             APIError: a non-2xx answer (a subclass per status).
             ResponseDecodeError: a 2xx answer that is not JSON.
@@ -386,7 +404,16 @@ _SHARED_LIMIT = 64
 
 
 def shared_transport(configuration: Configuration) -> Transport:
-    """The process-wide :class:`Transport` for a configuration value (created on first use)."""
+    """The process-wide :class:`Transport` for a configuration value (created on first use).
+
+    At most 64 are kept: past that, the oldest is closed and forgotten.
+
+    Args:
+        configuration: the settings; equal configurations share one transport.
+
+    Returns:
+        The shared :class:`Transport`.
+    """
     transport = _shared.get(configuration)
     if transport is not None:
         return transport

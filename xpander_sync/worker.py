@@ -126,6 +126,10 @@ _TERMINAL = frozenset(
 class BootHookError(XpanderError, RuntimeError):
     """An ``@on_boot`` hook raised, so the worker did not start.
 
+    Args:
+        message: what failed (scrubbed of secrets).
+        hook: the name of the hook that failed.
+
     Attributes:
         hook: the name of the hook that failed.
     """
@@ -163,6 +167,9 @@ class ServerSentEvent:
     def json(self) -> Any:
         """``data`` decoded as JSON.
 
+        Returns:
+            The decoded value.
+
         Raises:
             ValueError: ``data`` is not JSON.
         """
@@ -192,7 +199,14 @@ class SSEParser:
         self.comments = 0
 
     def feed(self, chunk: bytes) -> List[ServerSentEvent]:
-        """Parse ``chunk`` and return the events it completed (possibly none)."""
+        """Parse ``chunk`` and return the events it completed (possibly none).
+
+        Args:
+            chunk: the next bytes of the stream, split anywhere (even inside a UTF-8 character).
+
+        Returns:
+            The events dispatched by this chunk, in order.
+        """
         text = self._decoder.decode(chunk)
         if self._first and text:
             self._first = False
@@ -247,6 +261,9 @@ def build_metrics_body(task: Task) -> Dict[str, Any]:
 
     Args:
         task: the finished task; ``task.tokens`` must be set.
+
+    Returns:
+        The JSON body of the metrics report.
 
     Raises:
         InvalidInputError: the task has no ``tokens``.
@@ -419,8 +436,10 @@ class Worker:
 
     Raises:
         ConfigurationError: no API key or organization id; ``MissingAgentError`` when no agent id.
+        InvalidInputError: ``configuration`` is not a :class:`Configuration`, or the agent id
+            is unusable in a URL.
         TypeError: the handler cannot be called as ``handler(task=...)``, or none is registered.
-        ValueError: a numeric argument out of range.
+        ValueError: a numeric argument out of range, or an unknown ``environment``.
     """
 
     def __init__(
@@ -514,12 +533,23 @@ class Worker:
         return f"{self.events_root}/events/{self.agent_id}/"
 
     def wait_registered(self, timeout: Optional[float] = None) -> bool:
-        """Wait until the worker is connected and registered; ``True`` if it is."""
+        """Wait until the worker is connected and registered; ``True`` if it is.
+
+        Args:
+            timeout: seconds to wait at most; ``None`` waits as long as it takes.
+
+        Returns:
+            ``True`` once registered, ``False`` if ``timeout`` passed first.
+        """
         return self._registered.wait(timeout)
 
     def stats(self) -> Dict[str, int]:
-        """Counters: ``received``, ``duplicates``, ``completed``, ``failed``, ``abandoned``,
-        ``connections`` (successful registrations) and ``in_flight``."""
+        """Counters of what this worker did so far.
+
+        Returns:
+            A new dict: ``received``, ``duplicates``, ``completed``, ``failed``, ``abandoned``,
+            ``connections`` (successful registrations) and ``in_flight``.
+        """
         with self._lock:
             stats = dict(self._stats)
             stats["in_flight"] = len(self._jobs)
@@ -532,6 +562,12 @@ class Worker:
 
         Signals are not handled there (only the main thread can). Use :meth:`stop` and
         :meth:`join`.
+
+        Returns:
+            ``self``.
+
+        Raises:
+            RuntimeError: the worker was already started (or run).
         """
         thread = threading.Thread(target=self.run, name="xpander-worker", daemon=True)
         with self._lock:
@@ -542,7 +578,14 @@ class Worker:
         return self
 
     def join(self, timeout: Optional[float] = None) -> bool:
-        """Wait for a :meth:`start`-ed worker to finish; ``True`` when it has."""
+        """Wait for a :meth:`start`-ed worker to finish; ``True`` when it has.
+
+        Args:
+            timeout: seconds to wait at most; ``None`` waits as long as it takes.
+
+        Returns:
+            ``True`` when the worker has finished, ``False`` if ``timeout`` passed first.
+        """
         thread = self._thread
         if thread is None:
             return self._finished.is_set()
@@ -1089,6 +1132,12 @@ def load_handler(target: str) -> Callable[..., Any]:
 
     The current directory is put on ``sys.path`` (as ``python -m`` does) so that
     ``xpander-sync worker app:handle`` finds ``app.py`` there.
+
+    Args:
+        target: ``MODULE:FUNCTION`` (``FUNCTION`` may be dotted, e.g. ``Class.method``) or ``MODULE``.
+
+    Returns:
+        The handler.
 
     Raises:
         ImportError: the module cannot be imported.

@@ -111,7 +111,11 @@ def register_framework(name: str, builder: Union[str, Builder]) -> Union[str, Bu
 
 
 def unregister_framework(name: str) -> None:
-    """Remove an adapter (a built-in one goes back to its default). Meant for tests."""
+    """Remove an adapter (a built-in one goes back to its default). Meant for tests.
+
+    Args:
+        name: the framework name (case-insensitive); an unknown name is ignored.
+    """
     key = _normalize(name)
     with _lock:
         if key in _BUILTIN:
@@ -121,7 +125,11 @@ def unregister_framework(name: str) -> None:
 
 
 def supported_frameworks() -> List[str]:
-    """The framework names with an adapter (built-in, registered or from entry points), sorted."""
+    """The framework names with an adapter (built-in, registered or from entry points), sorted.
+
+    Returns:
+        The lower-case framework names, sorted.
+    """
     _scan_entry_points()
     with _lock:
         return sorted(set(_registry) | set(_entry_points))
@@ -137,7 +145,8 @@ def get_builder(name: str) -> Builder:
         The builder function.
 
     Raises:
-        UnsupportedFrameworkError: no adapter for ``name``; the message lists the supported ones.
+        UnsupportedFrameworkError: no adapter for ``name`` (the message lists the supported
+            ones), or its entry point or ``"module:function"`` target is not callable.
     """
     key = _normalize(name)
     with _lock:
@@ -194,6 +203,7 @@ def dispatch_get_args(
     Raises:
         UnsupportedFrameworkError: no adapter for the framework.
         FrameworkNotInstalledError: the framework (or a provider package) is missing.
+        TypeError: the adapter returned something other than a dict.
     """
     name = _normalize(framework) if framework is not None and _normalize(framework) else None
     if name is None:

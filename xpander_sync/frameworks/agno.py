@@ -323,6 +323,13 @@ def sqlalchemy_url(uri: str, *, is_async: bool) -> str:
     is the driver the ``agno`` extra installs. Only the scheme is touched (upstream
     replaced every ``postgresql`` substring, passwords and database names included, and
     left ``postgres://`` broken). Other schemes are returned unchanged.
+
+    Args:
+        uri: the connection URI from the platform (it may hold a password: never log it).
+        is_async: use the async driver (for ``AsyncPostgresDb``).
+
+    Returns:
+        The URI with its scheme rewritten (stripped of surrounding whitespace).
     """
     text = uri.strip()
     scheme, sep, rest = text.partition("://")
@@ -335,7 +342,14 @@ def sqlalchemy_url(uri: str, *, is_async: bool) -> str:
 
 
 def db_schema_for(agent: Agent) -> str:
-    """``ag_<agent id with - replaced by _>``, the platform's schema name."""
+    """``ag_<agent id with - replaced by _>``, the platform's schema name.
+
+    Args:
+        agent: the agent whose session storage is built.
+
+    Returns:
+        The Postgres schema name.
+    """
     return "ag_" + agent.id.replace("-", "_")
 
 
@@ -347,6 +361,13 @@ def render_tool_result(result: Any) -> str:
 
     A success is the response itself (text as is, anything else as JSON); a failure is
     ``{"is_error": true, "status_code": ..., "result": <message>}`` so the model can react.
+
+    Args:
+        result: a :class:`~xpander_sync.models.tools.ToolInvocationResult`, or any value
+            (treated as a successful result).
+
+    Returns:
+        The text handed to the LLM.
     """
     if getattr(result, "is_error", False):
         body = {"is_error": True, "status_code": getattr(result, "status_code", None),
@@ -366,6 +387,19 @@ def make_tool_entrypoint(
     Synchronous on purpose: agno runs sync tools directly in ``run`` and in a worker
     thread in ``arun`` (the official SDK's coroutine tools return an un-awaited coroutine
     under ``run``).
+
+    Args:
+        context: the :class:`~xpander_sync.frameworks._context.BuildContext` whose
+            ``invoke_tool`` sends the call.
+        agent: the agent the tool belongs to (its id and version are sent).
+        task: the task being run (its id and ``payload_extension`` are sent), or ``None``.
+        tool: the xpander tool.
+        override: the tool's input-schema override (permanent and blocked properties), or ``None``.
+
+    Returns:
+        A function named ``xpander_tool_<tool id>`` with the tool's description as its
+        docstring; it returns :func:`render_tool_result` of the call and does not raise for
+        a platform or network failure.
     """
 
     def call_xpander_tool(**arguments: Any) -> str:

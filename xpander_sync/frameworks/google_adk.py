@@ -111,6 +111,12 @@ def build_google_adk_args(
 def build_model(settings: _llm.LLMSettings) -> Any:
     """The ADK model object for resolved LLM settings.
 
+    Args:
+        settings: from :func:`~xpander_sync.frameworks._llm.resolve_llm`.
+
+    Returns:
+        An ``AnthropicLlm`` (Anthropic) or a ``LiteLlm`` (``openai/<model>``, the others).
+
     Raises:
         InvalidInputError: a provider this adapter does not map, or a missing endpoint.
         ConfigurationError: no key for OpenAI or Anthropic.
@@ -178,7 +184,15 @@ def _tool_class() -> Any:
 
 
 def xpander_tool(spec: XpanderToolSpec) -> Any:
-    """The ADK ``BaseTool`` for an xpander tool."""
+    """The ADK ``BaseTool`` for an xpander tool.
+
+    Args:
+        spec: the tool's name, description, JSON schema and platform call.
+
+    Returns:
+        A ``BaseTool`` whose declaration is the JSON schema verbatim; it runs the platform
+        call in a worker thread and returns :func:`~xpander_sync.frameworks.agno.render_tool_result`.
+    """
     return _tool_class()(spec)
 
 

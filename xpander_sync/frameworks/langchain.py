@@ -103,6 +103,12 @@ def build_langchain_args(
 def build_model(settings: _llm.LLMSettings) -> Any:
     """The LangChain chat model for resolved LLM settings.
 
+    Args:
+        settings: from :func:`~xpander_sync.frameworks._llm.resolve_llm`.
+
+    Returns:
+        A ``ChatAnthropic`` (Anthropic) or a ``ChatOpenAI`` (the OpenAI-wire providers).
+
     Raises:
         InvalidInputError: a provider this adapter does not map, or a missing endpoint.
         ConfigurationError: no key for OpenAI or Anthropic.
@@ -151,7 +157,14 @@ def build_model(settings: _llm.LLMSettings) -> Any:
 
 
 def structured_tool(spec: XpanderToolSpec) -> Any:
-    """The ``StructuredTool`` for an xpander tool (JSON schema verbatim as ``args_schema``)."""
+    """The ``StructuredTool`` for an xpander tool (JSON schema verbatim as ``args_schema``).
+
+    Args:
+        spec: the tool's name, description, JSON schema and platform call.
+
+    Returns:
+        A ``StructuredTool`` that calls the platform and returns the rendered result.
+    """
     from langchain_core.tools import StructuredTool
 
     return StructuredTool.from_function(
@@ -160,7 +173,16 @@ def structured_tool(spec: XpanderToolSpec) -> Any:
 
 
 def member_tool(member: Agent, graph: Any) -> Any:
-    """A tool that runs a member's agent graph on a request and returns its answer."""
+    """A tool that runs a member's agent graph on a request and returns its answer.
+
+    Args:
+        member: the team member (its name and description name and describe the tool).
+        graph: the member's compiled agent graph (``create_agent(**member_args)``).
+
+    Returns:
+        A ``StructuredTool`` (sync and async) taking one free-text ``request``; its answer
+        is :func:`answer_of` the member's final state.
+    """
     from langchain_core.tools import StructuredTool
 
     def ask(request: str) -> str:
@@ -176,7 +198,14 @@ def member_tool(member: Agent, graph: Any) -> Any:
 
 
 def answer_of(state: Any) -> str:
-    """The text a member returns: its structured response as JSON, else its last message's text."""
+    """The text a member returns: its structured response as JSON, else its last message's text.
+
+    Args:
+        state: the final state the member's graph returned.
+
+    Returns:
+        The answer text; ``""`` when the state has neither.
+    """
     if isinstance(state, dict):
         if state.get("structured_response") is not None:
             value = state["structured_response"]

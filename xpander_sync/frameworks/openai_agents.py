@@ -157,12 +157,27 @@ def _json_output_class() -> Any:
 
 
 def json_output_type(schema: Dict[str, Any]) -> Any:
-    """An ``AgentOutputSchemaBase`` for a JSON schema (kept verbatim)."""
+    """An ``AgentOutputSchemaBase`` for a JSON schema (kept verbatim).
+
+    Args:
+        schema: the JSON schema of the output.
+
+    Returns:
+        The output type to pass as the agent's ``output_type``.
+    """
     return _json_output_class()(schema)
 
 
 def function_tool(spec: XpanderToolSpec) -> Any:
-    """The openai-agents ``FunctionTool`` for an xpander tool."""
+    """The openai-agents ``FunctionTool`` for an xpander tool.
+
+    Args:
+        spec: the tool's name, description, JSON schema and platform call.
+
+    Returns:
+        A ``FunctionTool`` with the JSON schema verbatim (not strict); it runs the platform
+        call in a worker thread and returns the rendered result.
+    """
     from agents import FunctionTool
 
     async def on_invoke_tool(ctx: Any, args_json: str) -> str:
@@ -180,6 +195,13 @@ def function_tool(spec: XpanderToolSpec) -> Any:
 
 def build_model(settings: _llm.LLMSettings) -> Tuple[Any, Any]:
     """``(model, model_settings)`` for resolved LLM settings.
+
+    Args:
+        settings: from :func:`~xpander_sync.frameworks._llm.resolve_llm`.
+
+    Returns:
+        The model (``AnyLLMModel`` for Anthropic; ``OpenAIResponsesModel`` or
+        ``OpenAIChatCompletionsModel`` otherwise) and its ``ModelSettings``.
 
     Raises:
         InvalidInputError: a provider this adapter does not map, or a missing endpoint.

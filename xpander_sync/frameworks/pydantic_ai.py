@@ -107,6 +107,12 @@ def build_pydantic_ai_args(
 def build_model(settings: _llm.LLMSettings) -> Any:
     """The Pydantic AI model for resolved LLM settings.
 
+    Args:
+        settings: from :func:`~xpander_sync.frameworks._llm.resolve_llm`.
+
+    Returns:
+        An ``AnthropicModel``, ``OpenAIResponsesModel`` or ``OpenAIChatModel``.
+
     Raises:
         InvalidInputError: a provider this adapter does not map, or a missing endpoint.
         ConfigurationError: no key for OpenAI or Anthropic.
@@ -153,14 +159,29 @@ def build_model(settings: _llm.LLMSettings) -> Any:
 
 
 def schema_tool(spec: XpanderToolSpec) -> Any:
-    """The Pydantic AI ``Tool`` for an xpander tool (its JSON schema verbatim)."""
+    """The Pydantic AI ``Tool`` for an xpander tool (its JSON schema verbatim).
+
+    Args:
+        spec: the tool's name, description, JSON schema and platform call.
+
+    Returns:
+        A ``Tool`` that calls the platform and returns the rendered result.
+    """
     from pydantic_ai import Tool
 
     return Tool.from_schema(function=spec.call, name=spec.name, description=spec.description, json_schema=spec.schema)
 
 
 def member_tool(member: Agent, built: Any) -> Any:
-    """A tool that runs a member ``pydantic_ai.Agent`` on a request and returns its output (agent delegation)."""
+    """A tool that runs a member ``pydantic_ai.Agent`` on a request and returns its output (agent delegation).
+
+    Args:
+        member: the team member (its name and description name and describe the tool).
+        built: the member's ``pydantic_ai.Agent``.
+
+    Returns:
+        An async ``Tool`` taking one free-text ``request``; a non-text output is returned as JSON.
+    """
     from pydantic_ai import Tool
 
     async def ask(request: str) -> str:

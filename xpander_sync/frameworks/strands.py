@@ -108,6 +108,12 @@ def build_strands_args(
 def build_model(settings: _llm.LLMSettings) -> Any:
     """The Strands model for resolved LLM settings.
 
+    Args:
+        settings: from :func:`~xpander_sync.frameworks._llm.resolve_llm`.
+
+    Returns:
+        An ``AnthropicModel``, ``OpenAIResponsesModel`` or ``OpenAIModel``.
+
     Raises:
         InvalidInputError: a provider this adapter does not map, or a missing endpoint.
         ConfigurationError: no key for OpenAI or Anthropic.
@@ -154,7 +160,15 @@ def build_model(settings: _llm.LLMSettings) -> Any:
 
 
 def python_tool(spec: XpanderToolSpec) -> Any:
-    """The ``PythonAgentTool`` for an xpander tool (its JSON schema verbatim as ``inputSchema``)."""
+    """The ``PythonAgentTool`` for an xpander tool (its JSON schema verbatim as ``inputSchema``).
+
+    Args:
+        spec: the tool's name, description, JSON schema and platform call.
+
+    Returns:
+        A ``PythonAgentTool`` whose result has ``status`` ``"error"`` or ``"success"`` and
+        the rendered result as its text.
+    """
     from strands.tools.tools import PythonAgentTool
 
     def run(tool_use: Any, **invocation_state: Any) -> Dict[str, Any]:
@@ -177,6 +191,13 @@ def pydantic_model_from_schema(schema: Dict[str, Any], name: str = OUTPUT_SCHEMA
 
     A non-object schema is wrapped in a model with one ``value`` field. Property names
     that are not identifiers keep their JSON name through an alias.
+
+    Args:
+        schema: the JSON schema.
+        name: the model class's name.
+
+    Returns:
+        A pydantic model class.
     """
     if _is_object(schema) and isinstance(schema.get("properties"), dict):
         return _object_model(schema, name)

@@ -86,7 +86,11 @@ _WORKER_HISTORY = 1000
 
 
 def sample_agents_dir() -> Path:
-    """Return the folder of bundled sample agents (``agt-openai``, ``agt-anthropic``, ``agt-team``, …)."""
+    """Return the folder of bundled sample agents (``agt-openai``, ``agt-anthropic``, ``agt-team``, …).
+
+    Returns:
+        The absolute path of the ``sample_agents`` folder shipped with the package.
+    """
     return Path(__file__).resolve().parent / "sample_agents"
 
 
@@ -250,7 +254,8 @@ class LocalBackend:
 
     Raises:
         FileNotFoundError: ``agents_dir`` is not a folder.
-        ValueError: An agent file is not a JSON object with a string ``id`` and an integer ``version``.
+        ValueError: An agent file is not a JSON object with a string ``id`` and an integer ``version``, or
+            ``keepalive_interval`` or ``stream_poll_interval`` is not positive.
     """
 
     def __init__(
@@ -349,6 +354,9 @@ class LocalBackend:
 
         Returns:
             ``fn`` unchanged, or a decorator when ``fn`` is omitted.
+
+        Raises:
+            TypeError: ``fn`` is not callable.
         """
         if fn is None:
             return lambda f: self.register_tool(tool_id, f)
@@ -495,15 +503,30 @@ class LocalBackend:
             return copy.deepcopy(list(self._log))
 
     def tasks(self) -> list[dict[str, Any]]:
-        """Return every stored Task JSON, oldest first."""
+        """Return every stored Task JSON, oldest first.
+
+        Returns:
+            A list of Task JSON dicts.
+        """
         return self._store.list_tasks()
 
     def reports(self) -> list[dict[str, Any]]:
-        """Return every external-task report as ``{"id", "agent_id", "body", "received_at"}``."""
+        """Return every external-task report as ``{"id", "agent_id", "body", "received_at"}``.
+
+        Returns:
+            A list of report dicts, oldest first.
+        """
         return self._store.list_reports()
 
     def events(self, task_id: Optional[str] = None) -> list[dict[str, Any]]:
-        """Return pushed events as ``{"task_id", "event", "received_at"}``, optionally for one task."""
+        """Return pushed events as ``{"task_id", "event", "received_at"}``, optionally for one task.
+
+        Args:
+            task_id: Only the events of this task; ``None`` for every task.
+
+        Returns:
+            A list of event dicts, oldest first.
+        """
         return self._store.list_events(task_id)
 
     def tool_calls(self) -> list[dict[str, Any]]:
@@ -511,11 +534,18 @@ class LocalBackend:
 
         ``headers`` holds only the tool headers that were sent (``x-agent-version``, ``x-execution-id``,
         ``x-preflight-check``, ``x-tool-call-id``).
+
+        Returns:
+            A list of tool-call dicts, oldest first.
         """
         return self._store.list_tool_calls()
 
     def metrics(self) -> list[dict[str, Any]]:
-        """Return execution-metrics reports as ``{"agent_id", "body", "received_at"}``."""
+        """Return execution-metrics reports as ``{"agent_id", "body", "received_at"}``.
+
+        Returns:
+            A list of metrics dicts, oldest first.
+        """
         return self._store.list_metrics()
 
     def workers(self, *, connected: Optional[bool] = None) -> list[dict[str, Any]]:
@@ -525,6 +555,12 @@ class LocalBackend:
         ``heartbeats`` (count), ``last_heartbeat`` (the datetime string sent), ``capacity_updates`` (every
         ``is_busy`` received, in order), ``finished``, ``delivered`` (task ids sent on the stream, in order),
         ``connected_at`` and ``disconnected_at`` (epoch seconds).
+
+        Args:
+            connected: ``True`` for open streams only, ``False`` for closed ones only, ``None`` for all.
+
+        Returns:
+            A list of worker snapshot dicts (copies).
         """
         with self._delivery:
             snapshots = [w.snapshot() for w in self._workers.values()]

@@ -109,6 +109,9 @@ class Store:
             per-operation connections). Any other value is a file path; it is created when missing and its
             contents survive :meth:`close`, so a new store on the same path sees the same data.
 
+    Every method but :meth:`close` and :attr:`closed` raises :class:`StoreClosedError` once the store is
+    closed.
+
     Raises:
         sqlite3.Error: The file cannot be opened or initialised.
     """
@@ -193,7 +196,17 @@ class Store:
     # -- tasks -------------------------------------------------------------------------------------
 
     def get_task(self, task_id: str) -> Optional[dict[str, Any]]:
-        """Return the stored Task JSON, or ``None``."""
+        """Return the stored Task JSON, or ``None``.
+
+        Args:
+            task_id: The task id.
+
+        Returns:
+            The Task JSON dict, or ``None`` when no task has that id.
+
+        Raises:
+            StoreClosedError: The store is closed.
+        """
         with self._connection() as conn:
             row = conn.execute("SELECT data FROM tasks WHERE id = ?", (task_id,)).fetchone()
         return None if row is None else json.loads(row[0])
@@ -210,6 +223,9 @@ class Store:
 
         Returns:
             Whatever ``build`` returned.
+
+        Raises:
+            StoreClosedError: The store is closed.
         """
         with self._write() as conn:
             row = conn.execute("SELECT data FROM tasks WHERE id = ?", (task_id,)).fetchone()
@@ -231,6 +247,16 @@ class Store:
 
         Used by the worker stream, which polls it; the status is read with SQLite's JSON functions so only
         matching rows are decoded.
+
+        Args:
+            agent_id: The agent whose tasks to return.
+            exclude: Task ids to leave out (those claimed by another worker stream).
+
+        Returns:
+            A list of Task JSON dicts.
+
+        Raises:
+            StoreClosedError: The store is closed.
         """
         query = "SELECT id, data FROM tasks WHERE agent_id = ? AND json_extract(data, '$.status') = 'pending'"
         with self._connection() as conn:
@@ -244,7 +270,14 @@ class Store:
         return tasks
 
     def list_tasks(self) -> list[dict[str, Any]]:
-        """Return every stored task, oldest first."""
+        """Return every stored task, oldest first.
+
+        Returns:
+            A list of Task JSON dicts.
+
+        Raises:
+            StoreClosedError: The store is closed.
+        """
         with self._connection() as conn:
             rows = conn.execute("SELECT data FROM tasks ORDER BY seq").fetchall()
         return [json.loads(r[0]) for r in rows]
@@ -269,6 +302,9 @@ class Store:
         Returns:
             ``(task, created)``: the stored task, and whether this call stored the report. A repeated report
             id stores nothing and returns the task stored the first time.
+
+        Raises:
+            StoreClosedError: The store is closed.
         """
         with self._write() as conn:
             seen = conn.execute("SELECT 1 FROM reports WHERE id = ?", (report_id,)).fetchone()
@@ -285,7 +321,14 @@ class Store:
         return task, True
 
     def list_reports(self) -> list[dict[str, Any]]:
-        """Return every report as ``{"id", "agent_id", "body", "received_at"}``, oldest first."""
+        """Return every report as ``{"id", "agent_id", "body", "received_at"}``, oldest first.
+
+        Returns:
+            A list of report dicts.
+
+        Raises:
+            StoreClosedError: The store is closed.
+        """
         with self._connection() as conn:
             rows = conn.execute("SELECT id, agent_id, body, received_at FROM reports ORDER BY seq").fetchall()
         return [{"id": r[0], "agent_id": r[1], "body": json.loads(r[2]), "received_at": r[3]} for r in rows]
@@ -293,7 +336,15 @@ class Store:
     # -- events, tool calls, metrics ---------------------------------------------------------------
 
     def add_events(self, task_id: str, events: list[Any]) -> None:
-        """Append pushed task events (one row each, in order)."""
+        """Append pushed task events (one row each, in order).
+
+        Args:
+            task_id: The task the events belong to.
+            events: The events as received (any JSON values).
+
+        Raises:
+            StoreClosedError: The store is closed.
+        """
         now = time.time()
         with self._write() as conn:
             conn.executemany(
@@ -302,7 +353,17 @@ class Store:
             )
 
     def list_events(self, task_id: Optional[str] = None) -> list[dict[str, Any]]:
-        """Return events as ``{"task_id", "event", "received_at"}``, oldest first, optionally for one task."""
+        """Return events as ``{"task_id", "event", "received_at"}``, oldest first, optionally for one task.
+
+        Args:
+            task_id: Only the events of this task; ``None`` for every task.
+
+        Returns:
+            A list of event dicts.
+
+        Raises:
+            StoreClosedError: The store is closed.
+        """
         query = "SELECT task_id, body, received_at FROM events"
         args: tuple[Any, ...] = ()
         if task_id is not None:
@@ -313,7 +374,15 @@ class Store:
         return [{"task_id": r[0], "event": json.loads(r[1]), "received_at": r[2]} for r in rows]
 
     def add_tool_call(self, record: dict[str, Any]) -> None:
-        """Append a tool-call record (must hold ``agent_id`` and ``tool_id``)."""
+        """Append a tool-call record (must hold ``agent_id`` and ``tool_id``).
+
+        Args:
+            record: The tool call as a JSON-able dict.
+
+        Raises:
+            KeyError: ``record`` has no ``agent_id`` or ``tool_id``.
+            StoreClosedError: The store is closed.
+        """
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO tool_calls (agent_id, tool_id, data, received_at) VALUES (?, ?, ?, ?)",
@@ -321,13 +390,28 @@ class Store:
             )
 
     def list_tool_calls(self) -> list[dict[str, Any]]:
-        """Return every tool-call record, oldest first."""
+        """Return every tool-call record, oldest first.
+
+        Returns:
+            A list of tool-call dicts.
+
+        Raises:
+            StoreClosedError: The store is closed.
+        """
         with self._connection() as conn:
             rows = conn.execute("SELECT data FROM tool_calls ORDER BY seq").fetchall()
         return [json.loads(r[0]) for r in rows]
 
     def add_metric(self, agent_id: str, body: Any) -> None:
-        """Append an execution-metrics report."""
+        """Append an execution-metrics report.
+
+        Args:
+            agent_id: The agent from the route.
+            body: The metrics body as received (any JSON value).
+
+        Raises:
+            StoreClosedError: The store is closed.
+        """
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO metrics (agent_id, body, received_at) VALUES (?, ?, ?)",
@@ -335,7 +419,14 @@ class Store:
             )
 
     def list_metrics(self) -> list[dict[str, Any]]:
-        """Return metrics reports as ``{"agent_id", "body", "received_at"}``, oldest first."""
+        """Return metrics reports as ``{"agent_id", "body", "received_at"}``, oldest first.
+
+        Returns:
+            A list of metrics dicts.
+
+        Raises:
+            StoreClosedError: The store is closed.
+        """
         with self._connection() as conn:
             rows = conn.execute("SELECT agent_id, body, received_at FROM metrics ORDER BY seq").fetchall()
         return [{"agent_id": r[0], "body": json.loads(r[1]), "received_at": r[2]} for r in rows]
@@ -343,7 +434,18 @@ class Store:
     # -- MCP OAuth ---------------------------------------------------------------------------------
 
     def get_mcp_token(self, user_id: str, server_url: str) -> Optional[str]:
-        """Return the token issued to ``user_id`` for ``server_url``, or ``None``."""
+        """Return the token issued to ``user_id`` for ``server_url``, or ``None``.
+
+        Args:
+            user_id: The user id.
+            server_url: The MCP server URL.
+
+        Returns:
+            The access token, or ``None`` when none was issued.
+
+        Raises:
+            StoreClosedError: The store is closed.
+        """
         with self._connection() as conn:
             row = conn.execute(
                 "SELECT token FROM mcp_tokens WHERE user_id = ? AND server_url = ?", (user_id, server_url)
@@ -351,12 +453,31 @@ class Store:
         return None if row is None else row[0]
 
     def delete_mcp_token(self, user_id: str, server_url: str) -> None:
-        """Forget the token of ``user_id`` for ``server_url`` (no error when there is none)."""
+        """Forget the token of ``user_id`` for ``server_url`` (no error when there is none).
+
+        Args:
+            user_id: The user id.
+            server_url: The MCP server URL.
+
+        Raises:
+            StoreClosedError: The store is closed.
+        """
         with self._write() as conn:
             conn.execute("DELETE FROM mcp_tokens WHERE user_id = ? AND server_url = ?", (user_id, server_url))
 
     def pending_mcp_login(self, user_id: str, server_url: str) -> Optional[dict[str, Any]]:
-        """Return the newest uncompleted login of ``user_id`` for ``server_url``, or ``None``."""
+        """Return the newest uncompleted login of ``user_id`` for ``server_url``, or ``None``.
+
+        Args:
+            user_id: The user id.
+            server_url: The MCP server URL.
+
+        Returns:
+            The login as a dict of the ``mcp_logins`` columns, or ``None``.
+
+        Raises:
+            StoreClosedError: The store is closed.
+        """
         with self._connection() as conn:
             conn.row_factory = sqlite3.Row
             row = conn.execute(
@@ -367,14 +488,32 @@ class Store:
         return None if row is None else dict(row)
 
     def get_mcp_login(self, state: str) -> Optional[dict[str, Any]]:
-        """Return the login started under ``state``, or ``None``."""
+        """Return the login started under ``state``, or ``None``.
+
+        Args:
+            state: The ``state`` value of the login URL.
+
+        Returns:
+            The login as a dict of the ``mcp_logins`` columns (completed or not), or ``None``.
+
+        Raises:
+            StoreClosedError: The store is closed.
+        """
         with self._connection() as conn:
             conn.row_factory = sqlite3.Row
             row = conn.execute("SELECT * FROM mcp_logins WHERE state = ?", (state,)).fetchone()
         return None if row is None else dict(row)
 
     def add_mcp_login(self, login: dict[str, Any]) -> None:
-        """Record a pending login (keys: the ``mcp_logins`` columns except ``completed_at``)."""
+        """Record a pending login (keys: the ``mcp_logins`` columns except ``completed_at``).
+
+        Args:
+            login: ``state``, ``agent_id``, ``user_id``, ``server_url``, ``server_name``, ``execution_id``
+                and ``created_at``.
+
+        Raises:
+            StoreClosedError: The store is closed.
+        """
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO mcp_logins (state, agent_id, user_id, server_url, server_name, execution_id, "
@@ -384,7 +523,16 @@ class Store:
             )
 
     def set_mcp_token(self, user_id: str, server_url: str, token: str) -> None:
-        """Store ``token`` for ``user_id`` and ``server_url``, completing that pair's pending logins."""
+        """Store ``token`` for ``user_id`` and ``server_url``, completing that pair's pending logins.
+
+        Args:
+            user_id: The user id.
+            server_url: The MCP server URL.
+            token: The access token (replaces an earlier one).
+
+        Raises:
+            StoreClosedError: The store is closed.
+        """
         now = time.time()
         with self._write() as conn:
             conn.execute(

@@ -292,7 +292,14 @@ class Agent:
         return _sanitize(self.name)
 
     def graph_item_for(self, server: MCPServerDetails) -> Optional[GraphItem]:
-        """The graph item holding an MCP server (matched by id, else by unique URL)."""
+        """The graph item holding an MCP server (matched by id, else by unique URL).
+
+        Args:
+            server: one of the agent's (or a task's) MCP servers.
+
+        Returns:
+            The ``mcp`` graph item, or ``None`` when none matches (or several share the URL).
+        """
         mcp_items = [i for i in self.graph if i.type == "mcp" and i.settings and i.settings.mcp_settings]
         if server.id:
             for item in mcp_items:
@@ -365,7 +372,18 @@ class AgentsListItem:
     configuration: Optional[Configuration] = attrs.field(default=None, init=False, repr=False, eq=False)
 
     def load(self, version: Optional[int] = None) -> Agent:
-        """Fetch the full agent."""
+        """Fetch the full agent.
+
+        Args:
+            version: a specific version (sent as ``x-agent-version``); default the latest.
+
+        Returns:
+            The :class:`Agent`, loaded with this item's configuration.
+
+        Raises:
+            NotFoundError: no such agent (or version).
+            ModuleException: any other platform or transport failure.
+        """
         from ..resources.agents import Agents
 
         return Agents(self.configuration).get(self.id, version=version)

@@ -28,7 +28,11 @@ class OpenStrEnum(str, enum.Enum):
 
     @classmethod
     def known(cls) -> list[str]:
-        """The values this version of the library knows."""
+        """The values this version of the library knows.
+
+        Returns:
+            The members' values, in definition order (pseudo-members are not included).
+        """
         return [m.value for m in cls]
 
 

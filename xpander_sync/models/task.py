@@ -16,7 +16,16 @@ from .tokens import Tokens
 
 @attrs.define
 class User:
-    """The user a task runs for."""
+    """The user a task runs for.
+
+    Args:
+        email: the user's email address.
+        id: the user's id.
+        first_name: the user's first name.
+        last_name: the user's last name.
+        additional_attributes: any other user attributes (a JSON object).
+        timezone: the user's time zone name.
+    """
 
     email: Optional[str] = None
     id: Optional[str] = None
@@ -137,7 +146,15 @@ class Task:
         return Tasks(self.configuration)
 
     def reload(self) -> Task:
-        """Refresh every field from ``GET /agent-execution/{id}/status``; returns ``self``."""
+        """Refresh every field from ``GET /agent-execution/{id}/status``; returns ``self``.
+
+        Returns:
+            ``self``, updated from the response.
+
+        Raises:
+            NotFoundError: the task no longer exists.
+            ModuleException: any other platform or transport failure.
+        """
         fresh = self._tasks().get(self.id)
         _copy_fields(fresh, self)
         return self
@@ -150,19 +167,40 @@ class Task:
 
         Returns:
             ``self``, updated from the response.
+
+        Raises:
+            ModuleException: the platform refused it or could not be reached.
         """
         fresh = self._tasks().save(self, with_deep_plan_update=with_deep_plan_update)
         _copy_fields(fresh, self)
         return self
 
     def set_status(self, status: Union[AgentExecutionStatus, str], result: Optional[str] = None) -> Task:
-        """Set ``status`` and ``result`` (even when ``None``), then :meth:`save`."""
+        """Set ``status`` and ``result`` (even when ``None``), then :meth:`save`.
+
+        Args:
+            status: an :class:`AgentExecutionStatus` or its value (an unknown value is kept as is).
+            result: the result text; ``None`` clears it.
+
+        Returns:
+            ``self``, updated from the response.
+
+        Raises:
+            ModuleException: the platform refused it or could not be reached.
+        """
         self.status = AgentExecutionStatus(status)
         self.result = result
         return self.save()
 
     def stop(self) -> Task:
-        """Stop the task (``DELETE /agent-execution/{id}``); returns ``self``, updated."""
+        """Stop the task (``DELETE /agent-execution/{id}``); returns ``self``, updated.
+
+        Returns:
+            ``self``, updated from the response.
+
+        Raises:
+            ModuleException: the platform refused it or could not be reached.
+        """
         fresh = self._tasks().stop(self.id)
         _copy_fields(fresh, self)
         return self
@@ -173,6 +211,13 @@ class Task:
         The text, then ``Files: <urls>`` when there are input files; the contents of
         text-like files (by extension) are downloaded (without the API key) and added as
         JSON lines, unless ``disable_attachment_injection`` is set.
+
+        Args:
+            download_timeout: seconds allowed for each file download; a failed download is
+                logged and replaced by ``Error: <exception class>`` in the message.
+
+        Returns:
+            The message text.
         """
         from ..resources.tasks import render_message
 

@@ -31,7 +31,12 @@ class Tokens:
 
 @attrs.define
 class ExecutionTokens:
-    """Tokens of a worker run: ``inner`` (sub-agents) and ``worker`` (this agent)."""
+    """Tokens of a worker run: ``inner`` (sub-agents) and ``worker`` (this agent).
+
+    Args:
+        inner: the sub-agents' token usage.
+        worker: this agent's token usage.
+    """
 
     inner: Tokens = attrs.field(factory=Tokens)
     worker: Tokens = attrs.field(factory=Tokens)

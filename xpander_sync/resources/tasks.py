@@ -107,6 +107,46 @@ def build_create_task_body(
 ) -> Dict[str, Any]:
     """The create-task body: all 27 keys, nulls included (``input.attachments``/``principal`` only when set).
 
+    Most arguments are sent as the body key of the same name; the exceptions are noted.
+
+    Args:
+        prompt: the input text (``input.text``).
+        existing_task_id: sent as ``id``.
+        file_urls: input file URLs (``input.files``), a list of strings.
+        user_details: a :class:`~xpander_sync.models.task.User` or a dict of its fields (``input.user``).
+        payload_extension: a dict.
+        source: the task source.
+        worker_id: the worker id.
+        output_format: an :class:`~xpander_sync.OutputFormat` or one of its known values.
+        output_schema: a JSON schema for the result (a dict).
+        run_locally: sent as a bool.
+        events_streaming: sent as a bool.
+        additional_context: extra context text.
+        instructions_override: instructions that replace the agent's.
+        test_run_node_id: sent as is.
+        user_oidc_token: the user's OIDC token.
+        expected_output: a description of the expected output.
+        mcp_servers: extra MCP servers: :class:`~xpander_sync.models.agent.MCPServerDetails`
+            objects or dicts of their fields (default ``[]``).
+        triggering_agent_id: sent as is.
+        title: the task title.
+        think_mode: a :class:`~xpander_sync.models.common.ThinkMode` or one of its known
+            values; ``None`` sends ``"default"``.
+        disable_attachment_injection: sent as a bool.
+        user_tokens: a dict.
+        return_metrics: sent as a bool.
+        llm_model_provider: sent as is.
+        llm_model_name: sent as is.
+        llm_reasoning_effort: sent as is.
+        harness_cli: sent as is.
+        permission_mode: sent as is.
+        tool_call_limit: a positive integer.
+        attachments: ``input.attachments``, only when not empty.
+        principal: ``input.principal``, only when not empty.
+
+    Returns:
+        The JSON body for ``POST /agent-execution/{agent_id}``.
+
     Raises:
         InvalidInputError: a value of the wrong kind; the message names the field.
     """
@@ -164,7 +204,15 @@ def build_create_task_body(
 
 
 def task_save_body(task: Task, *, with_deep_plan_update: bool = False) -> Dict[str, Any]:
-    """The full-task PATCH body (``deep_planning`` only on request, as upstream)."""
+    """The full-task PATCH body (``deep_planning`` only on request, as upstream).
+
+    Args:
+        task: the task to send.
+        with_deep_plan_update: keep ``deep_planning`` in the body.
+
+    Returns:
+        The task's JSON, as ``PATCH /agent-execution/{id}/update`` expects it.
+    """
     body = unstructure(task)
     if not with_deep_plan_update:
         body.pop("deep_planning", None)
@@ -172,12 +220,29 @@ def task_save_body(task: Task, *, with_deep_plan_update: bool = False) -> Dict[s
 
 
 class Tasks(Resource):
-    """Tasks (agent executions)."""
+    """Tasks (agent executions).
+
+    Args:
+        configuration: settings; default: a :class:`~xpander_sync.Configuration` read from the
+            environment. Objects built with equal configurations share one transport (one
+            connection pool).
+        transport: an explicit transport (tests inject one with a fake ``sleep``).
+
+    Raises:
+        InvalidInputError: ``configuration`` is not a :class:`~xpander_sync.Configuration`.
+    """
 
     def get(self, task_id: str) -> Task:
         """Load a task (``GET /agent-execution/{task_id}/status``).
 
+        Args:
+            task_id: the task.
+
+        Returns:
+            The :class:`~xpander_sync.Task`.
+
         Raises:
+            InvalidInputError: ``task_id`` is empty or contains ``/``, ``?`` or ``#``.
             NotFoundError: no such task.
             ModuleException: any other platform or transport failure.
         """
@@ -196,6 +261,9 @@ class Tasks(Resource):
             file_urls: input file URLs (default ``[]``).
             **options: the other keyword arguments of :func:`build_create_task_body`.
 
+        Returns:
+            The created :class:`~xpander_sync.Task`.
+
         Raises:
             InvalidInputError: an unknown option or a bad value.
             ModuleException: the platform refused or could not be reached.
@@ -213,7 +281,19 @@ class Tasks(Resource):
         return self._structure(data, Task)
 
     def save(self, task: Task, *, with_deep_plan_update: bool = False) -> Task:
-        """Send the whole task (``PATCH /agent-execution/{id}/update``); returns the server's copy."""
+        """Send the whole task (``PATCH /agent-execution/{id}/update``); returns the server's copy.
+
+        Args:
+            task: the task to send (not modified).
+            with_deep_plan_update: include ``deep_planning`` (left out by default, as the official SDK does).
+
+        Returns:
+            The server's copy, a new :class:`~xpander_sync.Task`.
+
+        Raises:
+            InvalidInputError: ``task`` is not a :class:`~xpander_sync.Task`, or its id is unusable.
+            ModuleException: the platform refused it or could not be reached.
+        """
         if not isinstance(task, Task):
             raise InvalidInputError("task must be an xpander_sync.Task")
         body = task_save_body(task, with_deep_plan_update=with_deep_plan_update)
@@ -231,7 +311,25 @@ class Tasks(Resource):
         last_executed_node_id: Optional[str] = None,
         result: Optional[str] = None,
     ) -> Task:
-        """Partial update: only the arguments that are not ``None`` are sent."""
+        """Partial update: only the arguments that are not ``None`` are sent.
+
+        ``PATCH /agent-execution/{task_id}/update`` with a body of the given keys.
+
+        Args:
+            task_id: the task.
+            tool_call_payload_extension: sent as ``tool_call_payload_extension``.
+            source: the task source.
+            status: an :class:`~xpander_sync.AgentExecutionStatus` or one of its known values.
+            last_executed_node_id: sent as is.
+            result: the result text.
+
+        Returns:
+            The server's copy of the task.
+
+        Raises:
+            InvalidInputError: a bad ``task_id`` or an unknown ``status``.
+            ModuleException: the platform refused it or could not be reached.
+        """
         check_id("task_id", task_id)
         body: Dict[str, Any] = {}
         if tool_call_payload_extension is not None:
@@ -248,7 +346,18 @@ class Tasks(Resource):
         return self._structure(data, Task)
 
     def stop(self, task_id: str) -> Task:
-        """Stop a task (``DELETE /agent-execution/{task_id}``)."""
+        """Stop a task (``DELETE /agent-execution/{task_id}``).
+
+        Args:
+            task_id: the task.
+
+        Returns:
+            The stopped :class:`~xpander_sync.Task`, as the platform returned it.
+
+        Raises:
+            InvalidInputError: ``task_id`` is empty or contains ``/``, ``?`` or ``#``.
+            ModuleException: the platform refused it or could not be reached.
+        """
         check_id("task_id", task_id)
         return self._structure(self._transport.request("DELETE", f"/agent-execution/{task_id}").data, Task)
 
@@ -260,7 +369,15 @@ class Tasks(Resource):
 
 
 def render_message(task: Task, *, download_timeout: float = 10.0) -> str:
-    """The LLM message of a task (see :meth:`Task.to_message`)."""
+    """The LLM message of a task (see :meth:`Task.to_message`).
+
+    Args:
+        task: the task whose input is rendered.
+        download_timeout: seconds allowed for each file download.
+
+    Returns:
+        The message text.
+    """
     message = task.input.text or ""
     files = list(task.input.files or [])
     if not files:
