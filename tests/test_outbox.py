@@ -175,3 +175,42 @@ def test_stale_agent_is_used_when_the_platform_is_down(tmp_path, caplog):
     strict.caches.agents.put(("agt-openai", "latest"), load_fixture("agent_openai"))
     with pytest.raises(TransportError):
         BuildContext(strict).load_agent("agt-openai")  # staleness 0 disables the fallback
+
+
+def test_threads_creating_one_outbox_at_once_all_queue(tmp_path):
+    """Regression: two connections switching a new file to WAL at once got "database is locked"
+    (SQLite's busy timeout does not cover it), which killed a reporting thread."""
+    from socket import socket
+
+    with socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens: every report is queued
+    for trial in range(20):
+        cfg = Configuration(base_url=f"http://127.0.0.1:{port}", retry=RetryPolicy(max_retries=0),
+                            outbox=str(tmp_path / f"race-{trial}.sqlite3"))
+        barrier = threading.Barrier(8)
+        outcomes, errors = [], []
+
+        def report(n, cfg=cfg, barrier=barrier, outcomes=outcomes, errors=errors):
+            barrier.wait()
+            try:
+                outcomes.append(Backend(cfg).report_external_task(agent_id="agt-openai", id=f"r{n}"))
+            except Exception as exc:  # the regression: an OperationalError escaped here
+                errors.append(exc)
+
+        threads = [threading.Thread(target=report, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == [] and all(isinstance(o, QueuedReport) for o in outcomes)
+        assert sorted(r["task_id"] for r in Outbox(cfg.outbox).pending()) == [f"r{n}" for n in range(8)]
+
+
+def test_an_unusable_outbox_file_is_a_typed_error(tmp_path):
+    from xpander_sync.errors import OutboxError
+
+    bad = tmp_path / "not-a-db.sqlite3"
+    bad.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(OutboxError, match=r"not-a-db\.sqlite3"):
+        Outbox(str(bad))

@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 import weakref
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import ModuleException
 from .outbox import Outbox, is_retryable_later
@@ -40,6 +40,9 @@ class ReportDispatcher:
         self._next_probe = 0.0
         self._queue: queue.Queue[Optional[Tuple[str, Dict[str, Any]]]] = queue.Queue(maxsize=maxsize)
         self._spilling = False
+        # Reports that could neither be delivered nor written to the outbox (its file stayed
+        # locked or broken): kept here, in order, and written first on the next occasion.
+        self._unstored: List[Tuple[str, Dict[str, Any]]] = []
         self._thread = threading.Thread(target=self._run, name="xpander-sync-reports", daemon=True)
         self._thread.start()
 
@@ -59,9 +62,29 @@ class ReportDispatcher:
             try:
                 if item is None:
                     return
-                self._deliver(*item)
+                if self._unstored and not self._store_unstored():
+                    self._unstored.append(item)  # behind the older ones: order is kept
+                    continue
+                try:
+                    self._deliver(*item)
+                except Exception:  # the delivery thread must survive anything; the report is kept
+                    logger.exception("report %s: neither delivered nor stored; kept in memory", item[1]["id"])
+                    self._unstored.append(item)
             finally:
                 self._queue.task_done()
+
+    def _store_unstored(self) -> bool:
+        """Write the reports kept in memory to the outbox, oldest first; ``True`` when none is left."""
+        base_url = self.transport.configuration.base_url
+        while self._unstored:
+            agent_id, body = self._unstored[0]
+            try:
+                self.outbox.put(agent_id, base_url, body)
+            except Exception:
+                return False
+            self._unstored.pop(0)
+            self._spilling = True
+        return True
 
     def _deliver(self, agent_id: str, body: Dict[str, Any]) -> None:
         base_url = self.transport.configuration.base_url
@@ -90,13 +113,14 @@ class ReportDispatcher:
             self._spilling = True
 
     def flush(self, timeout: Optional[float] = None) -> bool:
-        """Wait until every queued report was delivered or stored; ``False`` on timeout."""
+        """Wait until every queued report was delivered or stored; ``False`` on timeout, or when
+        some could not be written to the outbox and are still held in memory."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while self._queue.unfinished_tasks:
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             time.sleep(0.005)
-        return True
+        return not self._unstored
 
 
 def dispatcher_for(transport: Any, outbox: Outbox) -> ReportDispatcher:

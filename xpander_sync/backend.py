@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import threading
 import uuid
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
@@ -30,6 +31,7 @@ from .transport import Transport
 logger = logging.getLogger(__name__)
 
 _outboxes: Dict[str, Outbox] = {}
+_outboxes_lock = threading.Lock()
 
 #: The report body keys, all always present.
 REPORT_KEYS = ("id", "input", "llm_response", "tokens", "is_success", "result", "duration", "used_tools")
@@ -256,7 +258,10 @@ class Backend(Resource):
             return None
         outbox = _outboxes.get(path)
         if outbox is None:
-            outbox = _outboxes.setdefault(path, Outbox(path))
+            with _outboxes_lock:  # one Outbox (and one schema set-up) per file per process
+                outbox = _outboxes.get(path)
+                if outbox is None:
+                    outbox = _outboxes[path] = Outbox(path)
         return outbox
 
     def flush_outbox(self, *, limit: int = 1000) -> FlushResult:

@@ -9,6 +9,7 @@
     ├── FrameworkNotInstalledError(XpanderError, ImportError)
     ├── UnsupportedFrameworkError(XpanderError, ValueError)
     ├── AuthenticationRequiredError(XpanderError)      an MCP server needs a login that did not complete
+    ├── OutboxError(XpanderError)                     the report outbox file cannot be written or read
     └── ModuleException(XpanderError)                 the official SDK's name; .status_code, .description
         ├── TransportError                          no HTTP response (DNS, refused, reset); status_code None
         │   └── RequestTimeoutError                 connect or read timeout
@@ -69,6 +70,10 @@ class AuthenticationRequiredError(XpanderError):
         super().__init__(message)
         self.server = server
         self.login_url = login_url
+
+
+class OutboxError(XpanderError):
+    """The report outbox (a SQLite file) could not be written or read; the message names the file."""
 
 
 class ModuleException(XpanderError):

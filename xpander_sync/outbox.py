@@ -21,11 +21,11 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, TypeVar, Union
 
 import attrs
 
-from .errors import APIError, ModuleException, RateLimitError, ServerError, TransportError
+from .errors import APIError, ModuleException, OutboxError, RateLimitError, ServerError, TransportError
 
 if TYPE_CHECKING:  # sqlite3 is imported on first use (it is not needed unless an outbox is used)
     import sqlite3
@@ -46,6 +46,38 @@ CREATE TABLE IF NOT EXISTS reports (
     claimed_until REAL
 )
 """
+
+
+#: How long a write waits out another connection's lock before giving up (seconds, in total).
+LOCK_PATIENCE = 30.0
+_init_lock = threading.Lock()
+T = TypeVar("T")
+
+
+def _patiently(path: str, action: Callable[[], T]) -> T:
+    """Run a SQLite action, waiting out "database is locked".
+
+    SQLite's busy timeout does not cover every case (switching a new file to WAL, or a
+    read that must become a write), so those are retried here with a short backoff.
+
+    Raises:
+        OutboxError: the file stayed locked for ``LOCK_PATIENCE`` seconds, or cannot be used.
+    """
+    import sqlite3
+
+    deadline = time.monotonic() + LOCK_PATIENCE
+    delay = 0.01
+    while True:
+        try:
+            return action()
+        except sqlite3.OperationalError as exc:
+            locked = "locked" in str(exc) or "busy" in str(exc)
+            if not locked or time.monotonic() >= deadline:
+                raise OutboxError(f"the outbox {path} cannot be used: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            raise OutboxError(f"the outbox {path} cannot be used: {exc}") from None
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
 
 
 def is_retryable_later(exc: BaseException) -> bool:
@@ -100,9 +132,17 @@ class Outbox:
         self.path = str(path)
         self.lease = lease
         self._local = threading.local()
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as conn:
-            conn.execute(_SCHEMA)
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutboxError(f"the outbox folder for {self.path} cannot be created: {exc.strerror}") from None
+
+        def create() -> None:
+            with self._connect() as conn:
+                conn.execute(_SCHEMA)
+
+        with _init_lock:  # threads of one process create the file one at a time
+            _patiently(self.path, create)
 
     def __repr__(self) -> str:
         return f"Outbox({self.path!r})"
@@ -127,12 +167,21 @@ class Outbox:
             agent_id: the agent the report belongs to.
             base_url: the platform it is for (:meth:`flush` only sends it to this base URL).
             body: the report body (its ``id`` is the task id); never the API key.
+
+        Raises:
+            OutboxError: the file cannot be written (after waiting out locks held by others).
         """
-        with self._connect() as conn:
-            conn.execute(
-                "INSERT OR IGNORE INTO reports (task_id, agent_id, base_url, body, created_at) VALUES (?, ?, ?, ?, ?)",
-                (body["id"], agent_id, base_url, json.dumps(body, separators=(",", ":")), time.time()),
-            )
+        row = (body["id"], agent_id, base_url, json.dumps(body, separators=(",", ":")), time.time())
+
+        def insert() -> None:
+            with self._connect() as conn:
+                conn.execute(
+                    "INSERT OR IGNORE INTO reports (task_id, agent_id, base_url, body, created_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    row,
+                )
+
+        _patiently(self.path, insert)
 
     def pending(self) -> List[Dict[str, Any]]:
         """The queued reports, oldest first: ``task_id, agent_id, base_url, body, attempts, last_error``.
@@ -140,10 +189,13 @@ class Outbox:
         Returns:
             One dict per queued report, with those keys (``body`` decoded).
         """
-        with self._connect() as conn:
-            rows = conn.execute(
-                "SELECT task_id, agent_id, base_url, body, attempts, last_error FROM reports ORDER BY seq"
-            ).fetchall()
+        def select() -> List[Any]:
+            with self._connect() as conn:
+                return conn.execute(
+                    "SELECT task_id, agent_id, base_url, body, attempts, last_error FROM reports ORDER BY seq"
+                ).fetchall()
+
+        rows = _patiently(self.path, select)
         return [
             {"task_id": r[0], "agent_id": r[1], "base_url": r[2], "body": json.loads(r[3]), "attempts": r[4],
              "last_error": r[5]}
@@ -151,10 +203,16 @@ class Outbox:
         ]
 
     def __len__(self) -> int:
-        with self._connect() as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM reports").fetchone()[0])
+        def count() -> int:
+            with self._connect() as conn:
+                return int(conn.execute("SELECT COUNT(*) FROM reports").fetchone()[0])
+
+        return _patiently(self.path, count)
 
     def _claim(self, owner: str, base_url: str, limit: int) -> List[Any]:
+        return _patiently(self.path, lambda: self._claim_once(owner, base_url, limit))
+
+    def _claim_once(self, owner: str, base_url: str, limit: int) -> List[Any]:
         now = time.time()
         with self._connect() as conn:
             conn.execute("BEGIN IMMEDIATE")
@@ -209,26 +267,36 @@ class Outbox:
                 if is_retryable_later(exc) or not isinstance(exc, APIError):
                     stop = True
                 continue
-            with self._connect() as conn:
-                conn.execute("DELETE FROM reports WHERE seq = ? AND claimed_by = ?", (seq, owner))
+            self._delete(seq, owner)
             delivered.append(task_id)
         if delivered:
             logger.info("outbox %s: delivered %d report(s)", self.path, len(delivered))
         return FlushResult(delivered=delivered, failed=failed, remaining=len(self))
 
+    def _delete(self, seq: int, owner: str) -> None:
+        def delete() -> None:
+            with self._connect() as conn:
+                conn.execute("DELETE FROM reports WHERE seq = ? AND claimed_by = ?", (seq, owner))
+
+        _patiently(self.path, delete)
+
     def _release(self, seq: int, owner: str, error: Optional[str]) -> None:
-        with self._connect() as conn:
-            if error is None:
-                conn.execute(
-                    "UPDATE reports SET claimed_by = NULL, claimed_until = NULL WHERE seq = ? AND claimed_by = ?",
-                    (seq, owner),
-                )
-            else:
-                conn.execute(
-                    "UPDATE reports SET claimed_by = NULL, claimed_until = NULL, attempts = attempts + 1, "
-                    "last_error = ? WHERE seq = ? AND claimed_by = ?",
-                    (error[:500], seq, owner),
-                )
+        def release() -> None:
+            with self._connect() as conn:
+                if error is None:
+                    conn.execute(
+                        "UPDATE reports SET claimed_by = NULL, claimed_until = NULL "
+                        "WHERE seq = ? AND claimed_by = ?",
+                        (seq, owner),
+                    )
+                else:
+                    conn.execute(
+                        "UPDATE reports SET claimed_by = NULL, claimed_until = NULL, attempts = attempts + 1, "
+                        "last_error = ? WHERE seq = ? AND claimed_by = ?",
+                        (error[:500], seq, owner),
+                    )
+
+        _patiently(self.path, release)
 
 
 class _Tx:
