@@ -195,3 +195,11 @@ def test_args_command_summarises_without_secrets(local):
     assert text.returncode == 0 and "agno.team.Team" in text.stdout and "members:" in text.stdout
     missing = run_cli("args", "agt-nope", env=env_for(local))
     assert missing.returncode == 1 and "[404]" in missing.stderr
+
+
+def test_args_command_names_the_framework_it_built_for(local):
+    pytest.importorskip("agno")
+    done = run_cli("args", "agt-openai", "--json", env=env_for(local))
+    assert json.loads(done.stdout)["framework_class"] == "agno.agent.Agent"
+    other = run_cli("args", "agt-openai", "--framework", "open-claw", env=env_for(local))
+    assert other.returncode == 2 and "supported" in other.stderr  # UnsupportedFrameworkError is a ValueError

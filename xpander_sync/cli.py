@@ -2,8 +2,9 @@
 
 The only module of the package that prints. Exit status: 0 on success, 1 when the
 platform (or the local backend) refused or could not be reached, 2 for usage and
-configuration errors, 3 when ``report`` could not deliver and queued the report in the
-outbox (``xpander-sync outbox flush`` delivers it later). Errors are one line on stderr and never contain a secret.
+configuration errors (an unsupported or uninstalled framework included), 3 when
+``report`` could not deliver and queued the report in the outbox (``xpander-sync outbox
+flush`` delivers it later). Errors are one line on stderr and never contain a secret.
 
 Commands::
 
@@ -36,7 +37,14 @@ from typing import Any, Dict, Optional, Sequence, TextIO
 from . import __version__
 from ._converter import unstructure
 from .config import Configuration
-from .errors import ConfigurationError, InvalidInputError, ModuleException, XpanderError
+from .errors import (
+    ConfigurationError,
+    FrameworkNotInstalledError,
+    InvalidInputError,
+    ModuleException,
+    UnsupportedFrameworkError,
+    XpanderError,
+)
 from .summary import summarize_args
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_QUEUED = 0, 1, 2, 3
@@ -168,11 +176,13 @@ def _render_summary(summary: Dict[str, Any], out: TextIO) -> None:
 
 def _cmd_args(ns: argparse.Namespace, out: TextIO) -> int:
     from .backend import Backend
+    from .resources.agents import Agents
 
-    args = Backend(_configuration(ns)).get_args(
-        agent_id=ns.agent_id, agent_version=ns.agent_version, framework=ns.framework
-    )
-    summary = summarize_args(args)
+    configuration = _configuration(ns)
+    # Load the agent here (the one GET get_args would make) to know which framework it names.
+    agent = Agents(configuration).get(ns.agent_id, version=ns.agent_version)
+    args = Backend(configuration).get_args(agent=agent, framework=ns.framework)
+    summary = summarize_args(args, ns.framework or agent.framework or None)
     if ns.json:
         _print_json(summary, out)
     else:
@@ -352,7 +362,7 @@ def main(argv: Optional[Sequence[str]] = None, *, out: Optional[TextIO] = None,
     handler = _COMMANDS[key]
     try:
         return handler(ns, out)
-    except (ConfigurationError, InvalidInputError) as exc:
+    except (ConfigurationError, InvalidInputError, UnsupportedFrameworkError, FrameworkNotInstalledError) as exc:
         err.write(f"xpander-sync: error: {exc}\n")
         return EXIT_USAGE
     except ModuleException as exc:

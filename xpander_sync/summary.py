@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Optional
+
+#: framework name -> what its arguments are for (the agno team case is decided by ``members``)
+CONSTRUCTORS = {
+    "agno": "agno.agent.Agent",
+    "open-ai-agents": "agents.Agent",
+    "langchain": "langchain.agents.create_agent",
+    "strands-agents": "strands.Agent",
+    "google-adk": "google.adk.agents.LlmAgent",
+    "pydantic-ai": "pydantic_ai.Agent",
+}
 
 
 def _name_of(obj: Any) -> str:
@@ -13,11 +23,12 @@ def _name_of(obj: Any) -> str:
     return type(obj).__name__
 
 
-def summarize_args(args: Dict[str, Any]) -> Dict[str, Any]:
+def summarize_args(args: Dict[str, Any], framework: Optional[str] = None) -> Dict[str, Any]:
     """A printable summary of resolved constructor arguments: classes, ids and names, no secrets.
 
     Args:
-        args: what ``get_args`` returned for agno.
+        args: what ``get_args`` returned.
+        framework: the framework they were built for (default ``agno``); names the constructor.
 
     Returns:
         A JSON-able dict: ``framework_class``, ``id``, ``name``, ``model``, ``tools``,
@@ -27,11 +38,18 @@ def summarize_args(args: Dict[str, Any]) -> Dict[str, Any]:
     db = args.get("db")
     members = args.get("members") or []
     output_schema = args.get("output_schema")
+    name = framework or "agno"
+    constructor = CONSTRUCTORS.get(name, name)
+    if name == "agno" and members:
+        constructor = "agno.team.Team"
     summary: Dict[str, Any] = {
-        "framework_class": "agno.team.Team" if members else "agno.agent.Agent",
+        "framework_class": constructor,
         "id": args.get("id"),
         "name": args.get("name"),
-        "model": None if model is None else {"class": type(model).__name__, "id": getattr(model, "id", None)},
+        "model": None if model is None else {
+            "class": type(model).__name__,
+            "id": getattr(model, "id", None) or getattr(model, "model_name", None) or getattr(model, "model", None),
+        },
         "tools": [_name_of(t) for t in args.get("tools") or []],
         "members": [
             {"name": getattr(m, "name", None), "class": type(m).__name__,
