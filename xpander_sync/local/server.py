@@ -18,8 +18,9 @@ Design notes:
   names no internals.
 * :meth:`LocalBackend.stop` shuts the listening socket *and* every open keep-alive connection, so no request
   is served after it returns.
-* Secrets: the configured API key is compared in constant time and never echoed; ``x-api-key`` and
-  ``authorization`` are replaced by ``"***"`` in :attr:`LocalBackend.requests_log`. Issued MCP tokens are only
+* Secrets: the configured API key is compared in constant time and never echoed; secret headers
+  (``x-api-key``, ``authorization``, cookies, ... as :mod:`xpander_sync._redact` lists them) are replaced
+  by ``"***"`` in :attr:`LocalBackend.requests_log` and in what tool handlers receive. Issued MCP tokens are only
   returned by ``get_token`` (``token_ready``) and :meth:`LocalBackend.complete_login`.
 
 The worker stream (what ``xpander-sync worker`` connects to), under the organization segment of
@@ -63,6 +64,7 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple, Optional, Union
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
+from .._redact import redact_headers
 from . import _payloads as payloads
 from .store import Store, StoreClosedError
 
@@ -73,8 +75,6 @@ ToolHandler = Callable[[Any, dict[str, str]], Any]
 
 #: Largest request body accepted (bytes).
 MAX_BODY_BYTES = 16 * 1024 * 1024
-#: Headers replaced by ``"***"`` in :attr:`LocalBackend.requests_log`.
-REDACTED_HEADERS = frozenset({"x-api-key", "authorization"})
 #: Tool-call headers recorded by ``POST /agents/{agent_id}/operations/{tool_id}``.
 TOOL_CALL_HEADERS = ("x-agent-version", "x-execution-id", "x-preflight-check", "x-tool-call-id")
 #: Most entries kept in :attr:`LocalBackend.requests_log` (oldest dropped first).
@@ -162,10 +162,6 @@ _ROUTES = (
     _route("GET", "/{org}/events/{agent_id}", "_r_worker_stream"),
     _route("POST", "/{org}/events/{worker_id}", "_r_worker_event"),
 )
-
-
-def _redact_headers(headers: dict[str, str]) -> dict[str, str]:
-    return {k: ("***" if k in REDACTED_HEADERS else v) for k, v in headers.items()}
 
 
 class _WorkerStream:
@@ -645,7 +641,7 @@ class LocalBackend:
             "method": method,
             "path": path,
             "query": query,
-            "headers": _redact_headers(headers),
+            "headers": redact_headers(headers),
             "body": body,
             "status": None,
             "client_port": client_port,
@@ -843,7 +839,7 @@ class LocalBackend:
             }
         payload = req.body if req.body is not None else {}
         try:
-            result = handler(payload, _redact_headers(req.headers))
+            result = handler(payload, redact_headers(req.headers))
             json.dumps(result)
         except ToolError as exc:
             raise _HTTPError(exc.status_code, exc.detail) from None
