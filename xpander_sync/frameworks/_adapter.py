@@ -25,7 +25,7 @@ from ..models.agent import Agent, MCPServerDetails, Tool
 from ..models.common import MCPServerTransport, MCPServerType, OutputFormat
 from ..models.task import Task
 from . import _llm, _prompt, _tools
-from .agno import render_tool_result
+from ._tools import render_tool_result
 
 logger = logging.getLogger(__name__)
 
@@ -236,7 +236,7 @@ class XpanderToolSpec:
         return self.context.invoke_tool(self.agent, self.task, self.tool.id, payload)
 
     def call(self, **arguments: Any) -> str:
-        """:meth:`invoke`, rendered for the LLM (:func:`~.agno.render_tool_result`)."""
+        """:meth:`invoke`, rendered for the LLM (:func:`~._tools.render_tool_result`)."""
         return render_tool_result(self.invoke(arguments))
 
     def call_json(self, args_json: Optional[str]) -> str:

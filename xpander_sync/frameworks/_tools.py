@@ -293,3 +293,26 @@ def _drop_none(value: Any) -> Any:
     if isinstance(value, list):
         return [_drop_none(v) for v in value]
     return value
+
+
+def render_tool_result(result: Any) -> str:
+    """What the LLM reads back from an xpander tool call.
+
+    A success is the response itself (text as is, anything else as JSON); a failure is
+    ``{"is_error": true, "status_code": ..., "result": <message>}`` so the model can react.
+
+    Args:
+        result: a :class:`~xpander_sync.models.tools.ToolInvocationResult`, or any value
+            (treated as a successful result).
+
+    Returns:
+        The text handed to the LLM.
+    """
+    if getattr(result, "is_error", False):
+        body = {"is_error": True, "status_code": getattr(result, "status_code", None),
+                "result": getattr(result, "result", None)}
+        return json.dumps(body, ensure_ascii=False, default=str)
+    value = getattr(result, "result", result)
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)

@@ -62,17 +62,16 @@ from __future__ import annotations
 
 import copy
 import importlib
-import json
 import logging
-import shlex
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from ..config import is_cloud
 from ..errors import FrameworkNotInstalledError, InvalidInputError, ResponseDecodeError
 from ..models.agent import Agent, MCPServerDetails, Tool
 from ..models.common import MCPServerTransport, MCPServerType, OutputFormat
 from ..models.task import Task
 from . import _llm, _prompt, _tools
+from ._adapter import mcp_label, stdio_command
+from ._tools import render_tool_result
 
 logger = logging.getLogger(__name__)
 
@@ -356,29 +355,6 @@ def db_schema_for(agent: Agent) -> str:
 # -- tools -------------------------------------------------------------------------------------
 
 
-def render_tool_result(result: Any) -> str:
-    """What the LLM reads back from an xpander tool call.
-
-    A success is the response itself (text as is, anything else as JSON); a failure is
-    ``{"is_error": true, "status_code": ..., "result": <message>}`` so the model can react.
-
-    Args:
-        result: a :class:`~xpander_sync.models.tools.ToolInvocationResult`, or any value
-            (treated as a successful result).
-
-    Returns:
-        The text handed to the LLM.
-    """
-    if getattr(result, "is_error", False):
-        body = {"is_error": True, "status_code": getattr(result, "status_code", None),
-                "result": getattr(result, "result", None)}
-        return json.dumps(body, ensure_ascii=False, default=str)
-    value = getattr(result, "result", result)
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False, default=str)
-
-
 def make_tool_entrypoint(
     context: Any, agent: Agent, task: Optional[Task], tool: Tool, override: Optional[Dict[str, Any]]
 ) -> Callable[..., str]:
@@ -636,12 +612,13 @@ class _Build:
             ) from None
         toolkits: List[Any] = []
         for server in servers:
-            label = server.name or server.url or server.command or "MCP server"
+            label = mcp_label(server)
             include = list(server.allowed_tools) or None
             if server.type == MCPServerType.LOCAL or server.transport == MCPServerTransport.STDIO:
-                params = self._stdio_params(server, label, StdioServerParameters)
-                if params is None:
+                argv = stdio_command(server, label)
+                if argv is None:
                     continue
+                params: Any = StdioServerParameters(command=argv[0], args=argv[1], env=argv[2])
                 toolkits.append(
                     MCPTools(transport="stdio", server_params=params, include_tools=include,
                              timeout_seconds=MCP_TOOL_TIMEOUT, tool_name_prefix=MCP_TOOL_PREFIX)
@@ -667,23 +644,6 @@ class _Build:
                          timeout_seconds=MCP_TOOL_TIMEOUT, tool_name_prefix=MCP_TOOL_PREFIX)
             )
         return toolkits
-
-    @staticmethod
-    def _stdio_params(server: MCPServerDetails, label: str, params_class: Any) -> Any:
-        command = (server.command or "").strip()
-        if not command:
-            logger.warning("local MCP server %r has no command; skipped", label)
-            return None
-        if is_cloud() and "aws-api-mcp-server" in command:
-            logger.warning("local MCP server %r (aws-api-mcp-server) is not run on the cloud; skipped", label)
-            return None
-        try:
-            argv = shlex.split(command)
-        except ValueError:
-            logger.warning("local MCP server %r: its command is not a valid command line; skipped", label)
-            return None
-        env = {str(k): str(v) for k, v in (server.env_vars or {}).items() if v is not None}
-        return params_class(command=argv[0], args=argv[1:], env=env or None)
 
     def _members(self, agent: Agent, path: Tuple[str, ...]) -> List[Any]:
         from agno.agent import Agent as AgnoAgent

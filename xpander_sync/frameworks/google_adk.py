@@ -63,7 +63,7 @@ from ._adapter import (
     temperature_for,
     unsupported_provider,
 )
-from .agno import render_tool_result
+from ._tools import render_tool_result
 
 logger = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ def xpander_tool(spec: XpanderToolSpec) -> Any:
 
     Returns:
         A ``BaseTool`` whose declaration is the JSON schema verbatim; it runs the platform
-        call in a worker thread and returns :func:`~xpander_sync.frameworks.agno.render_tool_result`.
+        call in a worker thread and returns :func:`~xpander_sync.frameworks._tools.render_tool_result`.
     """
     return _tool_class()(spec)
 

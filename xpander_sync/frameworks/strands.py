@@ -63,7 +63,7 @@ from ._adapter import (
     unsupported_provider,
     uses_responses_api,
 )
-from .agno import render_tool_result
+from ._tools import render_tool_result
 
 logger = logging.getLogger(__name__)
 
