@@ -10,6 +10,9 @@
     ├── UnsupportedFrameworkError(XpanderError, ValueError)
     ├── AuthenticationRequiredError(XpanderError)      an MCP server needs a login that did not complete
     ├── OutboxError(XpanderError)                     the report outbox file cannot be written or read
+    ├── BootHookError(XpanderError, RuntimeError)     an ``@on_boot`` hook raised; the worker did not start
+    ├── StoreClosedError(XpanderError, RuntimeError)  the local backend's store was used after close()
+    ├── ToolError(XpanderError)                       raised by a local backend tool handler: answer with a status
     └── ModuleException(XpanderError)                 the official SDK's name; .status_code, .description
         ├── TransportError                          no HTTP response (DNS, refused, reset); status_code None
         │   └── RequestTimeoutError                 connect or read timeout
@@ -21,6 +24,10 @@
         │   ├── RateLimitError                      429 (.retry_after)
         │   └── ServerError                         5xx
         └── ResponseDecodeError                     2xx, but not JSON or not the expected model
+
+Every error has ``retryable``: ``True`` when the same call may succeed later unchanged (no
+answer, a timeout, 5xx, 429, 408, 425), ``False`` for a refusal or a mistake. It is the one answer
+to "try again later?" used by the transport, the report outbox, the worker and the agent build.
 
 ``str(ModuleException)`` is ``"[status] description"`` as in the official SDK; a transport
 error shows ``[None]`` (there was no HTTP status; the official client said 500).
@@ -34,7 +41,17 @@ from typing import Any, Dict, Optional, Sequence, Type
 
 
 class XpanderError(Exception):
-    """Base class of every error raised by xpander-sync."""
+    """Base class of every error raised by xpander-sync.
+
+    Attributes:
+        retryable: ``True`` when the same call may succeed later unchanged (an outage, an
+            overload); ``False`` for a refusal or a mistake (the default).
+    """
+
+    @property
+    def retryable(self) -> bool:
+        """Whether the same call may succeed later, unchanged (stripe-python's ``should_retry``)."""
+        return False
 
 
 class ConfigurationError(XpanderError, ValueError):
@@ -76,6 +93,44 @@ class OutboxError(XpanderError):
     """The report outbox (a SQLite file) could not be written or read; the message names the file."""
 
 
+class BootHookError(XpanderError, RuntimeError):
+    """An ``@on_boot`` hook raised, so the worker did not start.
+
+    Args:
+        message: what failed (scrubbed of secrets).
+        hook: the name of the hook that failed.
+
+    Attributes:
+        hook: the name of the hook that failed.
+    """
+
+    def __init__(self, message: str, *, hook: str = "") -> None:
+        super().__init__(message)
+        self.hook = hook
+
+
+class StoreClosedError(XpanderError, RuntimeError):
+    """A closed local-backend :class:`~xpander_sync.local.store.Store` was used (its file may be gone)."""
+
+
+class ToolError(XpanderError):
+    """Raise from a local-backend tool handler to answer with a specific HTTP status.
+
+    Args:
+        status_code: the HTTP status of the response (e.g. 422).
+        detail: the JSON ``detail`` of the error body.
+
+    Attributes:
+        status_code: the HTTP status of the response.
+        detail: the JSON ``detail`` of the error body.
+    """
+
+    def __init__(self, status_code: int, detail: str = "tool failed") -> None:
+        super().__init__(detail)
+        self.status_code = int(status_code)
+        self.detail = detail
+
+
 class ModuleException(XpanderError):
     """An error talking to the platform. Name and ``str`` format kept from the official SDK.
 
@@ -112,6 +167,11 @@ class TransportError(ModuleException):
         super().__init__(None, description)
         self.method = method
         self.route = route
+
+    @property
+    def retryable(self) -> bool:
+        """Always ``True``: nothing was answered, so the platform may answer later."""
+        return True
 
 
 class RequestTimeoutError(TransportError):
@@ -150,6 +210,11 @@ class APIError(ModuleException):
         self.method = method
         self.route = route
         self.request_id = request_id
+
+    @property
+    def retryable(self) -> bool:
+        """``True`` for 408, 425, 429 and 5xx (the platform may accept it later); else ``False``."""
+        return self.status_code in _RETRY_LATER_STATUSES or self.status_code >= 500
 
 
 class AuthenticationError(APIError):
@@ -205,6 +270,8 @@ class ResponseDecodeError(ModuleException):
         self.model = model
         self.errors = list(errors)
 
+
+_RETRY_LATER_STATUSES = frozenset({408, 425, 429})
 
 _STATUS_ERRORS: Dict[int, Type[APIError]] = {
     401: AuthenticationError,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
 
 import requests
@@ -310,6 +310,7 @@ class Tasks(Resource):
         status: Union[AgentExecutionStatus, str, None] = None,
         last_executed_node_id: Optional[str] = None,
         result: Optional[str] = None,
+        timeout: Optional[Tuple[float, float]] = None,
     ) -> Task:
         """Partial update: only the arguments that are not ``None`` are sent.
 
@@ -322,6 +323,7 @@ class Tasks(Resource):
             status: an :class:`~xpander_sync.AgentExecutionStatus` or one of its known values.
             last_executed_node_id: sent as is.
             result: the result text.
+            timeout: a ``(connect, read)`` timeout for this call instead of the configured one.
 
         Returns:
             The server's copy of the task.
@@ -342,7 +344,8 @@ class Tasks(Resource):
             body["last_executed_node_id"] = last_executed_node_id
         if result is not None:
             body["result"] = result
-        data = self._transport.request("PATCH", f"/agent-execution/{task_id}/update", json=body).data
+        data = self._transport.request("PATCH", f"/agent-execution/{task_id}/update", json=body,
+                                       timeout=timeout).data
         return self._structure(data, Task)
 
     def stop(self, task_id: str) -> Task:
