@@ -165,7 +165,7 @@ def test_set_status_and_stop(mocked, config):
     from xpander_sync._converter import structure
 
     task = structure(data, Task)
-    task.configuration = config
+    Tasks(config).bind(task)
     task.set_status("executing")
     assert body_of(mocked.calls[0])["status"] == "executing" and body_of(mocked.calls[0])["result"] is None
     assert task.status is AgentExecutionStatus.EXECUTING
@@ -187,7 +187,9 @@ def test_to_message_downloads_text_files_without_the_api_key(mocked, config):
     data = load_fixture("task_status")
     data["input"]["files"] = ["https://files.example/a.txt", "https://files.example/b.png",
                               "https://files.example/c.csv"]
-    task = structure(data, Task)
+    with pytest.raises(InvalidInputError, match=r"Task.to_message\(\) needs the platform client.*bind"):
+        structure(data, Task).to_message()  # built by hand: no client to download with
+    task = Tasks(config).bind(structure(data, Task))
     mocked.get("https://files.example/a.txt", body="hello")
     mocked.get("https://files.example/c.csv", status=404)
     message = task.to_message()

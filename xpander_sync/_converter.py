@@ -5,7 +5,8 @@
 * Unknown keys are ignored (the platform adds fields); unknown enum values are kept.
 * Datetimes travel as ISO-8601 with ``Z`` for UTC.
 * :class:`~xpander_sync.Secret` values are revealed only when unstructuring for the wire.
-* The non-wire ``configuration`` attribute of models is never (un)structured.
+* Fields marked ``metadata={"wire": False}`` (a model's private client handle) are never
+  (un)structured.
 * :func:`structure` turns cattrs' validation errors into
   :class:`~xpander_sync.errors.ResponseDecodeError` with JSON paths and never the input
   values (cattrs' inner exceptions carry values, so they are not chained).
@@ -158,7 +159,7 @@ converter.register_structure_hook_func(_is_open_enum, _structure_enum)
 converter.register_unstructure_hook_func(_is_open_enum, lambda e: e.value)
 
 
-# -- attrs models: never touch the non-wire ``configuration`` attribute ---------------------
+# -- attrs models: fields marked ``wire: False`` are not part of the JSON -----------------------
 
 
 def _is_model(cls: Any) -> bool:
@@ -170,8 +171,7 @@ def _structure_factory(cls: Any) -> Callable[[Any, Any], Any]:
 
 
 def _unstructure_factory(cls: Any) -> Callable[[Any], Dict[str, Any]]:
-    names = {f.name for f in attrs.fields(cls)}
-    overrides = {"configuration": override(omit=True)} if "configuration" in names else {}
+    overrides = {f.name: override(omit=True) for f in attrs.fields(cls) if f.metadata.get("wire", True) is False}
     return make_dict_unstructure_fn(cls, converter, **overrides)  # type: ignore[arg-type]
 
 

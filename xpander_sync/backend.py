@@ -24,7 +24,8 @@ from .models.task import Task, User
 from .models.tokens import Tokens
 from .outbox import FlushResult, Outbox, QueuedReport, is_retryable_later
 from .resources._base import Resource
-from .resources.agents import check_id, version_header
+from .resources._base import check_id, version_header
+from .resources.agents import Agents
 from .resources.tasks import Tasks, build_create_task_body
 from .transport import Transport
 
@@ -184,6 +185,10 @@ class Backend(Resource):
     def __init__(self, configuration: Optional[Configuration] = None, *, transport: Optional[Transport] = None) -> None:
         super().__init__(configuration, transport=transport)
         self._tasks = Tasks(self.configuration, transport=self._transport)
+        self._agents = Agents(self.configuration, transport=self._transport)
+
+    def _handle_for(self, model: Any) -> Any:
+        return self._tasks if isinstance(model, Task) else self._agents
 
     def report_external_task(
         self,

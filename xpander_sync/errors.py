@@ -214,7 +214,8 @@ class APIError(ModuleException):
     @property
     def retryable(self) -> bool:
         """``True`` for 408, 425, 429 and 5xx (the platform may accept it later); else ``False``."""
-        return self.status_code in _RETRY_LATER_STATUSES or self.status_code >= 500
+        status = self.status_code or 0
+        return status in _RETRY_LATER_STATUSES or status >= 500
 
 
 class AuthenticationError(APIError):

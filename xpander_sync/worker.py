@@ -893,7 +893,7 @@ class Worker:
             logger.error("task %s could not be decoded (%s); marking it as error", task_id, exc)
             self._mark_undecodable(task_id, exc)
             return
-        task.configuration = self.configuration
+        self._tasks.bind(task)
         if not self._admit(task_id):
             return
         if not self._slots.acquire(self._stopping.is_set):
@@ -984,8 +984,8 @@ class Worker:
             elif not isinstance(returned, Task):
                 raise TypeError(f"the task handler returned {type(returned).__name__}, expected the Task")
             elif returned is not task:
-                if returned.configuration is None:
-                    returned.configuration = self.configuration
+                if returned._handle is None:
+                    self._tasks.bind(returned)
                 task = returned
             if task.status == AgentExecutionStatus.EXECUTING:
                 task.status = AgentExecutionStatus.COMPLETED
@@ -1047,7 +1047,7 @@ class Worker:
                 time.sleep(max(0.0, min(delay, remaining)))
 
     def _report_metrics(self, task: Task) -> None:
-        configuration = task.configuration or self.configuration
+        configuration = getattr(task._handle, "configuration", None) or self.configuration
         try:
             shared_transport(configuration).request(
                 "POST", f"/agents-metrics/{task.agent_id}/execution", json=build_metrics_body(task)

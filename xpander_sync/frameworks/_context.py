@@ -113,9 +113,7 @@ class BuildContext:
             logger.warning(
                 "agent %s: the platform failed (%s); using the copy fetched %.0f s ago", agent_id, exc, age
             )
-        agent = structure(raw, Agent)
-        agent.configuration = self.configuration
-        return agent
+        return self._agents.bind(structure(raw, Agent))
 
     def load_agents(self, agent_ids: List[str]) -> List[Agent]:
         """Several agents (team members), fetched concurrently, in the given order."""

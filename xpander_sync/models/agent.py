@@ -15,10 +15,11 @@ import attrs
 
 from .._async import async_twin
 from .._redact import Secret, to_secret
-from ..config import Configuration
+from ._handle import AgentClient, handle_field, require_handle
 from .common import MCPServerAuthType, MCPServerTransport, MCPServerType, OutputFormat
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..config import Configuration
     from .task import Task, User
 
 
@@ -189,8 +190,8 @@ def _sanitize(name: str) -> str:
 class Agent:
     """An agent as configured on the platform.
 
-    Build one with :meth:`xpander_sync.Agents.get`; ``configuration`` is set to the
-    configuration it was loaded with (not part of the wire JSON).
+    Build one with :meth:`xpander_sync.Agents.get` (or ``Backend``): the agent is then bound
+    to the client that loaded it, which :meth:`create_task` uses.
     """
 
     id: str
@@ -253,9 +254,14 @@ class Agent:
     with_auto_context_management: bool = True
     developer_access: bool = True
     should_stage_before_publish: bool = False
-    configuration: Optional[Configuration] = attrs.field(default=None, init=False, repr=False, eq=False)
+    _handle: Any = handle_field()
 
     # -- derived views ---------------------------------------------------------------
+
+    @property
+    def configuration(self) -> Optional[Configuration]:
+        """The configuration of the client this was loaded with (``None`` when built by hand; not on the wire)."""
+        return getattr(self._handle, "configuration", None)
 
     @property
     def mcp_servers(self) -> List[MCPServerDetails]:
@@ -308,7 +314,7 @@ class Agent:
         matches = [i for i in mcp_items if i.settings.mcp_settings.url == server.url]  # type: ignore[union-attr]
         return matches[0] if len(matches) == 1 else None
 
-    # -- I/O through the Tasks resource ------------------------------------------------
+    # -- delegates to the client that loaded this agent ------------------------------
 
     def create_task(
         self,
@@ -335,14 +341,13 @@ class Agent:
             The created :class:`~xpander_sync.Task`.
 
         Raises:
-            InvalidInputError: an unknown option.
+            InvalidInputError: an unknown option, or the agent was built by hand (not loaded).
             ModuleException: the platform refused or could not be reached.
         """
-        from ..resources.tasks import Tasks
-
-        return Tasks(self.configuration).create(
-            agent_id=self.id,
-            prompt=prompt,
+        client: AgentClient = require_handle(self, "create_task")
+        return client.create_task(
+            self.id,
+            prompt,
             existing_task_id=existing_task_id,
             file_urls=[] if file_urls is None else file_urls,
             user_details=user_details,
@@ -369,7 +374,12 @@ class AgentsListItem:
     access_scope: Optional[str] = "personal"
     created_by: Optional[str] = None
     type: Optional[str] = None
-    configuration: Optional[Configuration] = attrs.field(default=None, init=False, repr=False, eq=False)
+    _handle: Any = handle_field()
+
+    @property
+    def configuration(self) -> Optional[Configuration]:
+        """The configuration of the client this was loaded with (``None`` when built by hand; not on the wire)."""
+        return getattr(self._handle, "configuration", None)
 
     def load(self, version: Optional[int] = None) -> Agent:
         """Fetch the full agent.
@@ -378,12 +388,12 @@ class AgentsListItem:
             version: a specific version (sent as ``x-agent-version``); default the latest.
 
         Returns:
-            The :class:`Agent`, loaded with this item's configuration.
+            The :class:`Agent`, loaded through the client that listed this item.
 
         Raises:
+            InvalidInputError: the item was built by hand (not listed by a client).
             NotFoundError: no such agent (or version).
             ModuleException: any other platform or transport failure.
         """
-        from ..resources.agents import Agents
-
-        return Agents(self.configuration).get(self.id, version=version)
+        client: AgentClient = require_handle(self, "load")
+        return client.get(self.id, version=version)

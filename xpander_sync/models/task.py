@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any, Dict, List, Optional, Union
+import json
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Union
+from urllib.parse import urlsplit
 
 import attrs
 
 from .._async import async_twin
-from ..config import Configuration
+from ._handle import TaskClient, handle_field, require_handle
 from .agent import MCPServerDetails
 from .common import AgentExecutionStatus, OutputFormat, ThinkMode
 from .tokens import Tokens
+
+if TYPE_CHECKING:
+    from ..config import Configuration
 
 
 @attrs.define
@@ -76,8 +81,9 @@ HUMAN_READABLE_EXTENSIONS = (
 class Task:
     """A task: one execution of an agent.
 
-    ``configuration`` (not on the wire) is the configuration the task was loaded with;
-    :meth:`save`, :meth:`reload` and the worker use it, never any shared state.
+    A task loaded through xpander_sync (``Tasks``, ``Backend``, the worker) is bound to the
+    client that loaded it: :meth:`save`, :meth:`reload` and :meth:`stop` go through that
+    client's transport, never any shared state.
     """
 
     id: str
@@ -136,14 +142,18 @@ class Task:
     tokens: Optional[Tokens] = None
     used_tools: List[str] = attrs.field(factory=list)
     duration: float = 0.0
-    configuration: Optional[Configuration] = attrs.field(default=None, init=False, repr=False, eq=False)
+    _handle: Any = handle_field()
 
-    # -- I/O through the Tasks resource ------------------------------------------------
+    @property
+    def configuration(self) -> Optional[Configuration]:
+        """The configuration of the client this task was loaded with (``None`` when built by hand).
 
-    def _tasks(self) -> Any:
-        from ..resources.tasks import Tasks
+        Not part of the wire JSON. ``Backend(configuration=task.configuration)`` talks to the
+        same platform as the task's loader (the guide's worker handler does this).
+        """
+        return getattr(self._handle, "configuration", None)
 
-        return Tasks(self.configuration)
+    # -- delegates to the client that loaded this task ---------------------------------
 
     def reload(self) -> Task:
         """Refresh every field from ``GET /agent-execution/{id}/status``; returns ``self``.
@@ -152,10 +162,11 @@ class Task:
             ``self``, updated from the response.
 
         Raises:
+            InvalidInputError: the task was built by hand (not loaded through xpander_sync).
             NotFoundError: the task no longer exists.
             ModuleException: any other platform or transport failure.
         """
-        fresh = self._tasks().get(self.id)
+        fresh = _client(self, "reload").get(self.id)
         _copy_fields(fresh, self)
         return self
 
@@ -169,9 +180,10 @@ class Task:
             ``self``, updated from the response.
 
         Raises:
+            InvalidInputError: the task was built by hand (not loaded through xpander_sync).
             ModuleException: the platform refused it or could not be reached.
         """
-        fresh = self._tasks().save(self, with_deep_plan_update=with_deep_plan_update)
+        fresh = _client(self, "save").save(self, with_deep_plan_update=with_deep_plan_update)
         _copy_fields(fresh, self)
         return self
 
@@ -199,9 +211,10 @@ class Task:
             ``self``, updated from the response.
 
         Raises:
+            InvalidInputError: the task was built by hand (not loaded through xpander_sync).
             ModuleException: the platform refused it or could not be reached.
         """
-        fresh = self._tasks().stop(self.id)
+        fresh = _client(self, "stop").stop(self.id)
         _copy_fields(fresh, self)
         return self
 
@@ -218,10 +231,11 @@ class Task:
 
         Returns:
             The message text.
-        """
-        from ..resources.tasks import render_message
 
-        return render_message(self, download_timeout=download_timeout)
+        Raises:
+            InvalidInputError: a file must be downloaded and the task was built by hand.
+        """
+        return render_message(self, lambda url: _client(self, "to_message").download_text(url, download_timeout))
 
     areload = async_twin(reload)
     asave = async_twin(save)
@@ -230,7 +244,42 @@ class Task:
     ato_message = async_twin(to_message)
 
 
+def render_message(task: Task, download: Callable[[str], str]) -> str:
+    """The LLM message of a task (see :meth:`Task.to_message`); pure but for ``download``.
+
+    Args:
+        task: the task whose input is rendered.
+        download: returns a text file's contents for its URL (called only for text-like
+            files, and only when attachment injection is on).
+
+    Returns:
+        The message text.
+    """
+    message = task.input.text or ""
+    files = list(task.input.files or [])
+    if not files:
+        return message
+    if message:
+        message += "\n"
+    message += "Files: " + ", ".join(files)
+    readable = [u for u in files if urlsplit(u).path.lower().endswith(HUMAN_READABLE_EXTENSIONS)]
+    if not readable:
+        return message
+    message += "\nFiles contents:"
+    for url in readable:
+        entry: Dict[str, Any] = {"url": url}
+        if not task.disable_attachment_injection:
+            entry["content"] = download(url)
+        message += "\n" + json.dumps(entry)
+    return message
+
+
+def _client(task: Task, call: str) -> TaskClient:
+    client: TaskClient = require_handle(task, call)
+    return client
+
+
 def _copy_fields(source: Task, target: Task) -> None:
     for field in attrs.fields(Task):
-        if field.name != "configuration":
+        if field.metadata.get("wire", True):
             setattr(target, field.name, getattr(source, field.name))

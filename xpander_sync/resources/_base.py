@@ -1,29 +1,70 @@
-"""What every resource shares: a configuration and the transport for it."""
+"""What every resource shares: a configuration, the transport for it, and the path rules."""
 
 from __future__ import annotations
 
-from typing import Any, Optional, Type, TypeVar
+from typing import Any, Dict, Optional, Type, TypeVar, Union
 
 from .._converter import structure
 from ..config import Configuration
+from ..errors import InvalidInputError
 from ..transport import Transport, shared_transport
 
 T = TypeVar("T")
 
 
+def version_header(version: Union[int, str, None]) -> Dict[str, str]:
+    """``{"x-agent-version": "N"}`` when a version is given (0/None/"" send nothing, as upstream).
+
+    Args:
+        version: the agent version, as an int or a numeric string.
+
+    Returns:
+        The headers to send (possibly empty).
+
+    Raises:
+        InvalidInputError: ``version`` is a bool or neither an int nor a string.
+    """
+    if version is None or version == "" or version == 0:
+        return {}
+    if isinstance(version, bool) or not isinstance(version, (int, str)):
+        raise InvalidInputError("agent_version must be an int or a numeric string")
+    return {"x-agent-version": str(version)}
+
+
+def check_id(name: str, value: object) -> str:
+    """Validate an id that goes into a URL path.
+
+    Args:
+        name: the argument's name, used in the message.
+        value: the id to check.
+
+    Returns:
+        ``value`` unchanged.
+
+    Raises:
+        InvalidInputError: ``value`` is not a non-empty string, or contains ``/``, ``?`` or ``#``.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInputError(f"{name} must be a non-empty string")
+    if "/" in value or "?" in value or "#" in value:
+        raise InvalidInputError(f"{name} must not contain '/', '?' or '#'")
+    return value
+
+
 class Resource:
-    """Base of :class:`Agents`, :class:`Tasks` and :class:`Backend`.
+    """Base of every resource and of :class:`~xpander_sync.Backend`.
 
     Args:
         configuration: settings; default: a :class:`Configuration` read from the environment.
             Objects built with equal configurations share one transport (one connection pool).
         transport: an explicit transport (tests inject one with a fake ``sleep``).
+
+    Raises:
+        InvalidInputError: ``configuration`` is not a :class:`Configuration`.
     """
 
     def __init__(self, configuration: Optional[Configuration] = None, *, transport: Optional[Transport] = None):
         if configuration is not None and not isinstance(configuration, Configuration):
-            from ..errors import InvalidInputError
-
             raise InvalidInputError(
                 f"configuration must be an xpander_sync.Configuration, got {type(configuration).__name__}"
             )
@@ -35,8 +76,30 @@ class Resource:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.configuration.base_url!r})"
 
+    def __reduce__(self) -> Any:
+        # A pickled model keeps the platform it came from, not the sockets: unpickled, its
+        # resource shares the process's transport for the same configuration.
+        return (type(self), (self.configuration,))
+
+    def bind(self, model: T) -> T:
+        """Attach this resource to a model, for the model's I/O conveniences (``task.save()``...).
+
+        Every model a resource returns is already bound; bind one built from JSON elsewhere
+        (or by hand) to give it a client.
+
+        Args:
+            model: an ``Agent``, ``AgentsListItem`` or ``Task``.
+
+        Returns:
+            ``model``, now bound.
+        """
+        if hasattr(model, "_handle"):
+            model._handle = self._handle_for(model)
+        return model
+
+    def _handle_for(self, model: Any) -> Any:
+        """The object a model of this resource delegates to (``self``; Backend picks a resource)."""
+        return self
+
     def _structure(self, data: Any, cls: Type[T]) -> T:
-        obj = structure(data, cls)
-        if hasattr(obj, "configuration"):
-            obj.configuration = self.configuration
-        return obj
+        return self.bind(structure(data, cls))

@@ -2,52 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Union
+from typing import Any, List, Optional, Union
 
 from .._async import async_twin
 from ..config import ENV_AGENT_ID
 from ..errors import InvalidInputError, MissingAgentError, ResponseDecodeError
 from ..models.agent import Agent, AgentsListItem
-from ._base import Resource
-
-
-def version_header(version: Union[int, str, None]) -> Dict[str, str]:
-    """``{"x-agent-version": "N"}`` when a version is given (0/None/"" send nothing, as upstream).
-
-    Args:
-        version: the agent version, as an int or a numeric string.
-
-    Returns:
-        The headers to send (possibly empty).
-
-    Raises:
-        InvalidInputError: ``version`` is a bool or neither an int nor a string.
-    """
-    if version is None or version == "" or version == 0:
-        return {}
-    if isinstance(version, bool) or not isinstance(version, (int, str)):
-        raise InvalidInputError("agent_version must be an int or a numeric string")
-    return {"x-agent-version": str(version)}
-
-
-def check_id(name: str, value: object) -> str:
-    """Validate an id that goes into a URL path.
-
-    Args:
-        name: the argument's name, used in the message.
-        value: the id to check.
-
-    Returns:
-        ``value`` unchanged.
-
-    Raises:
-        InvalidInputError: ``value`` is not a non-empty string, or contains ``/``, ``?`` or ``#``.
-    """
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidInputError(f"{name} must be a non-empty string")
-    if "/" in value or "?" in value or "#" in value:
-        raise InvalidInputError(f"{name} must not contain '/', '?' or '#'")
-    return value
+from ..models.task import Task
+from ._base import Resource, check_id, version_header
+from .tasks import Tasks
 
 
 class Agents(Resource):
@@ -123,6 +86,43 @@ class Agents(Resource):
             raise ResponseDecodeError("AgentsListItem list", ["expected a JSON array @ $"])
         return [self._structure(item, AgentsListItem) for item in data]
 
+    def create_task(self, agent_id: str, prompt: str = "", **options: Any) -> Task:
+        """Create a task for an agent: :meth:`Tasks.create` on this resource's transport.
+
+        What :meth:`Agent.create_task <xpander_sync.Agent.create_task>` delegates to.
+
+        Args:
+            agent_id: the agent to run.
+            prompt: the input text.
+            **options: the keyword arguments of :meth:`Tasks.create`.
+
+        Returns:
+            The created :class:`~xpander_sync.Task`.
+
+        Raises:
+            InvalidInputError: an unknown option or a bad value.
+            ModuleException: the platform refused or could not be reached.
+        """
+        return Tasks(self.configuration, transport=self._transport).create(agent_id, prompt, **options)
+
+    def db(self, agent_id: str) -> Any:
+        """The agent's storage settings, undecoded (``GET /agents/{agent_id}/db``).
+
+        Args:
+            agent_id: the agent.
+
+        Returns:
+            The decoded JSON answer (a dict with ``connection_uri.uri`` when storage is set up).
+
+        Raises:
+            InvalidInputError: a bad ``agent_id``.
+            ModuleException: the platform refused or could not be reached.
+        """
+        check_id("agent_id", agent_id)
+        return self._transport.request("GET", f"/agents/{agent_id}/db").data
+
     aget = async_twin(get)
     alist = async_twin(list)
     aget_raw = async_twin(get_raw)
+    acreate_task = async_twin(create_task)
+    adb = async_twin(db)

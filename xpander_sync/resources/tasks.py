@@ -14,9 +14,8 @@ from .._converter import unstructure
 from ..errors import InvalidInputError, ResponseDecodeError
 from ..models.agent import MCPServerDetails
 from ..models.common import AgentExecutionStatus, OutputFormat, ThinkMode
-from ..models.task import HUMAN_READABLE_EXTENSIONS, Task, User
-from ._base import Resource
-from .agents import check_id, version_header
+from ..models.task import Task, User
+from ._base import Resource, check_id, version_header
 
 logger = logging.getLogger(__name__)
 
@@ -364,48 +363,30 @@ class Tasks(Resource):
         check_id("task_id", task_id)
         return self._structure(self._transport.request("DELETE", f"/agent-execution/{task_id}").data, Task)
 
+    def download_text(self, url: str, timeout: float = 10.0) -> str:
+        """Download a task's input file as text, for :meth:`Task.to_message <xpander_sync.Task.to_message>`.
+
+        A plain request: file hosts never receive the xpander API key. A failure is logged
+        (the URL's path only) and returned as ``"Error: <exception class>"``.
+
+        Args:
+            url: the file URL.
+            timeout: seconds allowed for the download.
+
+        Returns:
+            The file's text, or the error marker.
+        """
+        try:
+            response = requests.get(url, timeout=timeout, allow_redirects=True)
+            response.raise_for_status()
+            return response.text
+        except requests.RequestException as exc:
+            logger.warning("could not download task file %s: %s", urlsplit(url).path, type(exc).__name__)
+            return f"Error: {type(exc).__name__}"
+
     aget = async_twin(get)
     acreate = async_twin(create)
     asave = async_twin(save)
     aupdate = async_twin(update)
     astop = async_twin(stop)
-
-
-def render_message(task: Task, *, download_timeout: float = 10.0) -> str:
-    """The LLM message of a task (see :meth:`Task.to_message`).
-
-    Args:
-        task: the task whose input is rendered.
-        download_timeout: seconds allowed for each file download.
-
-    Returns:
-        The message text.
-    """
-    message = task.input.text or ""
-    files = list(task.input.files or [])
-    if not files:
-        return message
-    if message:
-        message += "\n"
-    message += "Files: " + ", ".join(files)
-    readable = [u for u in files if urlsplit(u).path.lower().endswith(HUMAN_READABLE_EXTENSIONS)]
-    if not readable:
-        return message
-    message += "\nFiles contents:"
-    for url in readable:
-        entry: Dict[str, Any] = {"url": url}
-        if not task.disable_attachment_injection:
-            entry["content"] = _download_text(url, download_timeout)
-        message += "\n" + json.dumps(entry)
-    return message
-
-
-def _download_text(url: str, timeout: float) -> str:
-    # A plain request: file hosts must never receive the xpander API key.
-    try:
-        response = requests.get(url, timeout=timeout, allow_redirects=True)
-        response.raise_for_status()
-        return response.text
-    except requests.RequestException as exc:
-        logger.warning("could not download task file %s: %s", urlsplit(url).path, type(exc).__name__)
-        return f"Error: {type(exc).__name__}"
+    adownload_text = async_twin(download_text)
