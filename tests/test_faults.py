@@ -38,7 +38,7 @@ from xpander_sync import (
 )
 from xpander_sync.frameworks._context import BuildContext
 from xpander_sync.local import LocalBackend
-from xpander_sync.outbox import Outbox, QueuedReport
+from xpander_sync.reporting import Outbox, QueuedReport
 from xpander_sync.transport import Transport
 
 from .faults import FaultProxy, FullBacklog, closed_port

@@ -13,7 +13,7 @@ import pytest
 from xpander_sync import Backend, Configuration, ConfigurationError, NotFoundError, RetryPolicy, TransportError
 from xpander_sync.frameworks._context import BuildContext
 from xpander_sync.local import LocalBackend
-from xpander_sync.outbox import Outbox, QueuedReport
+from xpander_sync.reporting import Outbox, QueuedReport
 from xpander_sync.transport import Transport
 
 from .conftest import BASE, body_of, load_fixture

@@ -47,7 +47,7 @@ from xpander_sync import (
 )
 from xpander_sync.local import LocalBackend
 from xpander_sync.local.server import sample_agents_dir
-from xpander_sync.outbox import QueuedReport
+from xpander_sync.reporting import QueuedReport
 from xpander_sync.transport import Transport
 
 from .faults import FaultProxy, closed_port

@@ -60,7 +60,8 @@ from .models import (
     ToolInvocationResult,
     User,
 )
-from .resources import Agents, Tasks
+from .reporting import FlushResult, QueuedReport
+from .resources import Agents, Reports, Tasks
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -80,6 +81,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "ExecutionTokens",
+    "FlushResult",
     "Framework",
     "FrameworkNotInstalledError",
     "InvalidInputError",
@@ -94,7 +96,9 @@ __all__ = [
     "OutboxError",
     "OutputFormat",
     "PermissionDeniedError",
+    "QueuedReport",
     "RateLimitError",
+    "Reports",
     "RequestTimeoutError",
     "ResponseDecodeError",
     "RetryPolicy",

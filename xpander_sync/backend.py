@@ -2,42 +2,28 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-import math
 import os
-import threading
-import uuid
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
-import attrs
-
 from ._async import async_twin
-from ._background import dispatcher_for
-from ._converter import unstructure
 from .config import ENV_AGENT_ID, Configuration
-from .errors import ConfigurationError, InvalidInputError, MissingAgentError, ModuleException
+from .errors import ConfigurationError, InvalidInputError, MissingAgentError
 from .models.agent import Agent
 from .models.common import OutputFormat
 from .models.task import Task, User
 from .models.tokens import Tokens
-from .outbox import FlushResult, Outbox, QueuedReport, is_retryable_later
-from .resources._base import Resource
-from .resources._base import check_id, version_header
+from .reporting import FlushResult, QueuedReport, deliver, flush_background, outbox_at
+from .resources._base import Resource, check_id
 from .resources.agents import Agents
+from .resources.reports import REPORT_KEYS, Reports
 from .resources.tasks import Tasks, build_create_task_body
 from .transport import Transport
 
 logger = logging.getLogger(__name__)
 
-_outboxes: Dict[str, Outbox] = {}
-_outboxes_lock = threading.Lock()
-
-#: The report body keys, all always present.
-REPORT_KEYS = ("id", "input", "llm_response", "tokens", "is_success", "result", "duration", "used_tools")
-_TOKEN_FIELDS = ("completion_tokens", "prompt_tokens", "cache_read_tokens", "cache_write_tokens")
-
+__all__ = ["REPORT_KEYS", "Backend", "resolve_agent_id"]
 
 def resolve_agent_id(agent: Optional[Agent], agent_id: Optional[str], configured: Optional[str]) -> str:
     """``agent.id``, else ``agent_id``, else the configured/env agent id.
@@ -69,106 +55,6 @@ def resolve_agent_id(agent: Optional[Agent], agent_id: Optional[str], configured
     )
 
 
-def _tokens_json(tokens: Union[Tokens, Mapping[str, Any], None]) -> Optional[Dict[str, Any]]:
-    if tokens is None:
-        return None
-    if isinstance(tokens, Mapping):
-        unknown = set(tokens) - set(_TOKEN_FIELDS) - {"total_tokens"}
-        if unknown:
-            raise InvalidInputError(
-                f"tokens has unknown keys {sorted(unknown)}; allowed: {', '.join(_TOKEN_FIELDS)}"
-            )
-        values = {}
-        for key in _TOKEN_FIELDS:
-            value = tokens.get(key, 0)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise InvalidInputError(f"tokens.{key} must be a non-negative integer")
-            values[key] = value
-        tokens = Tokens(**values)
-    if not isinstance(tokens, Tokens):
-        raise InvalidInputError("tokens must be an xpander_sync.Tokens, a dict, or None")
-    return unstructure(tokens)
-
-
-def _jsonable(value: Any, field: str) -> Any:
-    """Turn ``llm_response`` into JSON: dicts/lists as they are; attrs, dataclass and pydantic objects converted."""
-    if value is None:
-        return None
-    if attrs.has(type(value)):
-        value = unstructure(value)
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = dataclasses.asdict(value)
-    elif hasattr(value, "model_dump") and callable(value.model_dump):
-        value = value.model_dump(mode="json")
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError):
-        raise InvalidInputError(
-            f"{field} must be JSON-serialisable (a dict, list, str, number, bool, None, or an "
-            f"attrs/dataclass/pydantic object); got {type(value).__name__}"
-        ) from None
-    return value
-
-
-def build_report_body(
-    *,
-    id: Optional[str],
-    input: Optional[str],
-    llm_response: Any,
-    tokens: Union[Tokens, Mapping[str, Any], None],
-    is_success: bool,
-    result: Optional[str],
-    duration: float,
-    used_tools: Optional[Sequence[str]],
-) -> Dict[str, Any]:
-    """The report body: always the 8 keys of the reference. ``id`` defaults to a new uuid4.
-
-    Args:
-        id: the task id to record, or ``None`` for a new uuid4.
-        input: the input text, or ``None``.
-        llm_response: the raw LLM response: JSON, or an attrs/dataclass/pydantic object
-            (converted to JSON).
-        tokens: a :class:`Tokens`, a dict of its fields, or ``None``.
-        is_success: whether the run succeeded (a real ``bool``).
-        result: the result text, or ``None``.
-        duration: seconds the run took (finite, not negative).
-        used_tools: names of the tools used (``None`` sends ``[]``).
-
-    Returns:
-        The JSON body for ``POST /agent-execution/{agent_id}/report_task``.
-
-    Raises:
-        InvalidInputError: a value of the wrong kind; the message names the field.
-    """
-    if id is not None and (not isinstance(id, str) or not id.strip()):
-        raise InvalidInputError("id must be a non-empty string (or None for a new uuid4)")
-    if input is not None and not isinstance(input, str):
-        raise InvalidInputError("input must be a string (the task's input text) or None")
-    if result is not None and not isinstance(result, str):
-        raise InvalidInputError("result must be a string or None (serialise structured results first)")
-    if not isinstance(is_success, bool):
-        raise InvalidInputError("is_success must be True or False")
-    if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not math.isfinite(duration) \
-            or duration < 0:
-        raise InvalidInputError("duration must be a non-negative number of seconds")
-    if used_tools is None:
-        tools: List[str] = []
-    elif isinstance(used_tools, str) or not all(isinstance(t, str) for t in used_tools):
-        raise InvalidInputError("used_tools must be a list of tool names (strings)")
-    else:
-        tools = list(used_tools)
-    return {
-        "id": id or str(uuid.uuid4()),
-        "input": input,
-        "llm_response": _jsonable(llm_response, "llm_response"),
-        "tokens": _tokens_json(tokens),
-        "is_success": is_success,
-        "result": result,
-        "duration": float(duration),
-        "used_tools": tools,
-    }
-
-
 class Backend(Resource):
     """The Backend module: report external runs, invoke agents, resolve framework arguments.
 
@@ -186,6 +72,7 @@ class Backend(Resource):
         super().__init__(configuration, transport=transport)
         self._tasks = Tasks(self.configuration, transport=self._transport)
         self._agents = Agents(self.configuration, transport=self._transport)
+        self._reports = Reports(self.configuration, transport=self._transport)
 
     def _handle_for(self, model: Any) -> Any:
         return self._tasks if isinstance(model, Task) else self._agents
@@ -237,37 +124,16 @@ class Backend(Resource):
                 is configured, or the platform rejected it with a 4xx).
         """
         target = resolve_agent_id(agent, agent_id, self.configuration.agent_id)
-        body = build_report_body(
+        body = self._reports.body(
             id=id, input=input, llm_response=llm_response, tokens=tokens, is_success=is_success,
             result=result, duration=duration, used_tools=used_tools,
         )
-        outbox = self._outbox()
-        if self.configuration.background_reports and outbox is not None:
-            reason = dispatcher_for(self._transport, outbox).submit(target, body)
-            return QueuedReport(task_id=body["id"], agent_id=target, reason=reason, outbox=outbox.path)
-        try:
-            response = self._transport.request(
-                "POST", f"/agent-execution/{target}/report_task", json=body, repeatable=True
-            )
-        except ModuleException as exc:
-            if outbox is None or not is_retryable_later(exc):
-                raise
-            outbox.put(target, self.configuration.base_url, body)
-            logger.warning("report %s not delivered (%s); queued in the outbox %s", body["id"], exc, outbox.path)
-            return QueuedReport(task_id=body["id"], agent_id=target, reason=str(exc), outbox=outbox.path)
-        return self._structure(response.data, Task)
-
-    def _outbox(self) -> Optional[Outbox]:
-        path = self.configuration.outbox
-        if not path:
-            return None
-        outbox = _outboxes.get(path)
-        if outbox is None:
-            with _outboxes_lock:  # one Outbox (and one schema set-up) per file per process
-                outbox = _outboxes.get(path)
-                if outbox is None:
-                    outbox = _outboxes[path] = Outbox(path)
-        return outbox
+        answer = deliver(
+            target, body, send=self._reports.send, base_url=self.configuration.base_url,
+            outbox=outbox_at(self.configuration.outbox), background=self.configuration.background_reports,
+            owner=self._transport,
+        )
+        return answer if isinstance(answer, QueuedReport) else self._reports.task(answer)
 
     def flush_outbox(self, *, limit: int = 1000) -> FlushResult:
         """Deliver the reports queued in the configured outbox, in order (deleting each after a 2xx).
@@ -282,10 +148,10 @@ class Backend(Resource):
         Raises:
             ConfigurationError: no ``outbox`` is configured.
         """
-        outbox = self._outbox()
+        outbox = outbox_at(self.configuration.outbox)
         if outbox is None:
             raise ConfigurationError("no outbox configured: pass Configuration(outbox=PATH)")
-        return outbox.flush(self._transport, limit=limit)
+        return outbox.flush(self._reports.send, self.configuration.base_url, limit=limit)
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Wait until background reports were delivered or stored in the outbox.
@@ -297,8 +163,7 @@ class Backend(Resource):
             ``False`` if ``timeout`` seconds passed first; ``True`` otherwise (also when
             background reporting is off).
         """
-        dispatcher = getattr(self._transport, "_report_dispatcher", None)
-        return True if dispatcher is None else bool(dispatcher.flush(timeout))
+        return flush_background(self._transport, timeout)
 
     def invoke_agent(
         self,
@@ -373,10 +238,7 @@ class Backend(Resource):
             expected_output=expected_output,
             attachments=attachments,
         )
-        data = self._transport.request(
-            "POST", f"/agent-execution/{target}", json=body, headers=version_header(agent_version)
-        ).data
-        return self._structure(data, Task)
+        return self._tasks.create_with_body(target, body, agent_version=agent_version)
 
     def get_args(
         self,

@@ -193,7 +193,7 @@ def _cmd_args(ns: argparse.Namespace, out: TextIO) -> int:
 
 def _cmd_report(ns: argparse.Namespace, out: TextIO) -> int:
     from .backend import Backend
-    from .outbox import QueuedReport
+    from .reporting import QueuedReport
 
     tokens = None
     if ns.prompt_tokens is not None or ns.completion_tokens is not None:
@@ -224,7 +224,7 @@ def _cmd_report(ns: argparse.Namespace, out: TextIO) -> int:
 
 def _cmd_outbox(ns: argparse.Namespace, out: TextIO) -> int:
     from .backend import Backend
-    from .outbox import Outbox
+    from .reporting import Outbox
 
     path = ns.outbox or default_outbox_path()
     if ns.outbox_command == "list":

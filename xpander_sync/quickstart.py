@@ -60,7 +60,7 @@ def run_quickstart(out: TextIO, *, as_json: bool = False) -> int:
     from .errors import XpanderError
     from .local import LocalBackend
     from .models.task import User
-    from .outbox import QueuedReport
+    from .reporting import QueuedReport
     from .resources.agents import Agents
     from .summary import summarize_args
 

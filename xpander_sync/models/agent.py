@@ -254,7 +254,7 @@ class Agent:
     with_auto_context_management: bool = True
     developer_access: bool = True
     should_stage_before_publish: bool = False
-    _handle: Any = handle_field()
+    _handle: Any = handle_field()  # noqa: RUF009 (it returns an attrs.field)
 
     # -- derived views ---------------------------------------------------------------
 
@@ -374,7 +374,7 @@ class AgentsListItem:
     access_scope: Optional[str] = "personal"
     created_by: Optional[str] = None
     type: Optional[str] = None
-    _handle: Any = handle_field()
+    _handle: Any = handle_field()  # noqa: RUF009 (it returns an attrs.field)
 
     @property
     def configuration(self) -> Optional[Configuration]:

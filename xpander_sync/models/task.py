@@ -142,7 +142,7 @@ class Task:
     tokens: Optional[Tokens] = None
     used_tools: List[str] = attrs.field(factory=list)
     duration: float = 0.0
-    _handle: Any = handle_field()
+    _handle: Any = handle_field()  # noqa: RUF009 (it returns an attrs.field)
 
     @property
     def configuration(self) -> Optional[Configuration]:

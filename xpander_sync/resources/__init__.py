@@ -1,6 +1,7 @@
-"""Resources: each a thin layer of pure request building and parsing around one transport call."""
+"""Resources: every platform route, each a thin layer of pure request building around one transport call."""
 
 from .agents import Agents
+from .reports import Reports
 from .tasks import Tasks
 
-__all__ = ["Agents", "Tasks"]
+__all__ = ["Agents", "Reports", "Tasks"]

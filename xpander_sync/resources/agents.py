@@ -6,7 +6,7 @@ from typing import Any, List, Optional, Union
 
 from .._async import async_twin
 from ..config import ENV_AGENT_ID
-from ..errors import InvalidInputError, MissingAgentError, ResponseDecodeError
+from ..errors import MissingAgentError, ResponseDecodeError
 from ..models.agent import Agent, AgentsListItem
 from ..models.task import Task
 from ._base import Resource, check_id, version_header

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
@@ -274,6 +273,25 @@ class Tasks(Resource):
             )
         except TypeError as exc:
             raise InvalidInputError(f"unknown create-task option: {exc}") from None
+        return self.create_with_body(agent_id, body, agent_version=agent_version)
+
+    def create_with_body(self, agent_id: str, body: Dict[str, Any], *,
+                         agent_version: Union[int, str, None] = None) -> Task:
+        """Create a task from a ready body (``POST /agent-execution/{agent_id}``).
+
+        Args:
+            agent_id: the agent to run.
+            body: a body from :func:`build_create_task_body`.
+            agent_version: sent as ``x-agent-version`` when given.
+
+        Returns:
+            The created :class:`~xpander_sync.Task`.
+
+        Raises:
+            InvalidInputError: a bad ``agent_id`` or ``agent_version``.
+            ModuleException: the platform refused or could not be reached.
+        """
+        check_id("agent_id", agent_id)
         data = self._transport.request(
             "POST", f"/agent-execution/{agent_id}", json=body, headers=version_header(agent_version)
         ).data
@@ -386,6 +404,7 @@ class Tasks(Resource):
 
     aget = async_twin(get)
     acreate = async_twin(create)
+    acreate_with_body = async_twin(create_with_body)
     asave = async_twin(save)
     aupdate = async_twin(update)
     astop = async_twin(stop)

@@ -9,7 +9,8 @@ Several processes (two cron jobs) may use one outbox at once: each flush *claims
 rows it sends in a short ``BEGIN IMMEDIATE`` transaction, with a lease, so a row is sent
 by one process at a time, and a crashed flusher's claim expires. The API key is never
 stored: rows hold the agent id, the base URL and the body; the key comes from the
-configuration at flush time.
+configuration at flush time. The outbox never talks HTTP itself: :meth:`Outbox.flush` is
+given a ``send(agent_id, body)`` callable (``resources.Reports.send``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, TypeVar, 
 
 import attrs
 
-from .errors import APIError, ModuleException, OutboxError, RateLimitError, ServerError, TransportError
+from ..errors import APIError, ModuleException, OutboxError
 
 if TYPE_CHECKING:  # sqlite3 is imported on first use (it is not needed unless an outbox is used)
     import sqlite3
@@ -80,17 +81,8 @@ def _patiently(path: str, action: Callable[[], T]) -> T:
         delay = min(delay * 2, 0.5)
 
 
-def is_retryable_later(exc: BaseException) -> bool:
-    """Whether a failed report should be kept for later (no answer, 5xx, 429) rather than raised.
-
-    Args:
-        exc: the error the delivery raised.
-
-    Returns:
-        ``True`` for a :class:`~xpander_sync.errors.TransportError`,
-        :class:`~xpander_sync.errors.ServerError` or :class:`~xpander_sync.errors.RateLimitError`.
-    """
-    return isinstance(exc, (TransportError, ServerError, RateLimitError))
+#: ``send(agent_id, body)``: delivers one report body, raising a ModuleException on failure.
+Send = Callable[[str, Dict[str, Any]], Any]
 
 
 @attrs.frozen
@@ -234,22 +226,22 @@ class Outbox:
             conn.execute("COMMIT")
         return rows
 
-    def flush(self, transport: Any, *, limit: int = 1000) -> FlushResult:
-        """Deliver queued reports for ``transport``'s base URL, in order.
+    def flush(self, send: Send, base_url: str, *, limit: int = 1000) -> FlushResult:
+        """Deliver the queued reports meant for ``base_url``, in order, through ``send``.
 
         Stops at the first report that still cannot be delivered (so later ones do not
         overtake it); a report the platform rejects with a 4xx is kept with its error and
         skipped, so one bad row cannot block the rest forever.
 
         Args:
-            transport: a :class:`~xpander_sync.transport.Transport` (its configuration's key is used).
+            send: ``send(agent_id, body)`` (``resources.Reports.send`` of the configured platform).
+            base_url: the platform ``send`` talks to: only reports meant for it are sent.
             limit: at most this many reports in one flush.
 
         Returns:
             A :class:`FlushResult`.
         """
         owner = uuid.uuid4().hex
-        base_url = transport.configuration.base_url
         delivered: List[str] = []
         failed: List[Any] = []
         rows = self._claim(owner, base_url, limit)
@@ -259,12 +251,11 @@ class Outbox:
                 self._release(seq, owner, None)
                 continue
             try:
-                transport.request("POST", f"/agent-execution/{agent_id}/report_task", json=json.loads(body),
-                                  repeatable=True)
+                send(agent_id, json.loads(body))
             except ModuleException as exc:
                 self._release(seq, owner, str(exc))
                 failed.append((task_id, str(exc)))
-                if is_retryable_later(exc) or not isinstance(exc, APIError):
+                if exc.retryable or not isinstance(exc, APIError):
                     stop = True
                 continue
             self._delete(seq, owner)
