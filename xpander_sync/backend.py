@@ -92,7 +92,7 @@ class Backend(Resource):
     ) -> Union[Task, QueuedReport]:
         """Record a run that happened outside the platform.
 
-        ``POST /agent-execution/{agent_id}/report_task`` with the 8-key body. The report
+        :meth:`Reports.send <xpander_sync.Reports.send>` with the 8-key body. The report
         carries its own task id (a new uuid4 unless ``id`` is given), so it is safe to
         retry: the platform stores it once.
 
@@ -187,9 +187,9 @@ class Backend(Resource):
         """Create a task for an agent, or return the task a JSON prompt points at.
 
         When ``prompt`` is a JSON object with ``xpander_task_id``, that task is loaded
-        (``GET /agent-execution/{id}/status``) and returned; its errors are raised (the
+        (:meth:`Tasks.get <xpander_sync.Tasks.get>`) and returned; its errors are raised (the
         official SDK swallows them and creates a new task from the JSON text). Otherwise
-        ``POST /agent-execution/{agent_id}`` creates a task. Unlike the official SDK, the
+        :meth:`Tasks.create_with_body <xpander_sync.Tasks.create_with_body>` creates a task. Unlike the official SDK, the
         agent is not loaded first: that request added nothing to the call.
 
         Args:
@@ -257,7 +257,7 @@ class Backend(Resource):
         when the result has ``members``). Works with and without a task.
 
         Args:
-            agent_id: the agent to load (``GET /agents/{id}``, cached for ``agent_cache_ttl``).
+            agent_id: the agent to load (:meth:`Agents.get <xpander_sync.Agents.get>`, cached for ``agent_cache_ttl``).
             agent: an already loaded :class:`Agent` (wins over ``agent_id``; not modified).
             agent_version: load this version (``x-agent-version``); ignored with ``agent=``.
             task: the task being run: its user, ids, instructions/output overrides and MCP

@@ -103,7 +103,7 @@ class XpanderTestBackend:
         """Answer tool calls of ``tool_id`` with ``fn(payload, headers)``.
 
         Args:
-            tool_id: the tool id of ``POST /agents/{agent_id}/operations/{tool_id}``.
+            tool_id: the id of the xpander tool (the agent operation) to answer.
             fn: the handler; its return value is sent as JSON (raise
                 :class:`~xpander_sync.local.ToolError` for an error status).
 

@@ -1,4 +1,4 @@
-"""The agent model, as returned by ``GET /agents/{agent_id}``.
+"""The agent model, as :meth:`Agents.get <xpander_sync.Agents.get>` returns it.
 
 Attribute names are the wire names. Unknown keys from the platform are ignored.
 Secrets (``llm_credentials.value``, MCP ``api_key``/``client_secret``) are
@@ -326,7 +326,7 @@ class Agent:
         agent_version: Optional[str] = None,
         **options: Any,
     ) -> Task:
-        """Create a task for this agent (``POST /agent-execution/{agent_id}``).
+        """Create a task for this agent (:meth:`Tasks.create <xpander_sync.Tasks.create>`).
 
         Args:
             prompt: the task's input text.
@@ -361,7 +361,7 @@ class Agent:
 
 @attrs.define
 class AgentsListItem:
-    """One entry of ``GET /agents/list``."""
+    """One entry of :meth:`Agents.list <xpander_sync.Agents.list>`."""
 
     id: str
     name: str

@@ -16,7 +16,7 @@ def _utcnow() -> _dt.datetime:
 
 @attrs.define
 class TaskUpdateEvent:
-    """An event about a task, as pushed to ``/agent-execution/{task_id}/events/push``.
+    """An event about a task, as pushed to the task's events (the platform shows them with the run).
 
     For an auth event, ``type`` is ``auth_event`` and ``data`` is a dict such as
     ``{"type": "login_required", "data": {"url": ..., "server_url": ..., "server_name": ...}}``.

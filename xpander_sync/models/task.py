@@ -156,7 +156,7 @@ class Task:
     # -- delegates to the client that loaded this task ---------------------------------
 
     def reload(self) -> Task:
-        """Refresh every field from ``GET /agent-execution/{id}/status``; returns ``self``.
+        """Refresh every field from the platform (:meth:`Tasks.get <xpander_sync.Tasks.get>`); returns ``self``.
 
         Returns:
             ``self``, updated from the response.
@@ -171,7 +171,7 @@ class Task:
         return self
 
     def save(self, *, with_deep_plan_update: bool = False) -> Task:
-        """Send the whole task (``PATCH /agent-execution/{id}/update``) and take the server's copy.
+        """Send the whole task (:meth:`Tasks.save <xpander_sync.Tasks.save>`) and take the server's copy.
 
         Args:
             with_deep_plan_update: include ``deep_planning`` (left out by default, as the official SDK does).
@@ -205,7 +205,7 @@ class Task:
         return self.save()
 
     def stop(self) -> Task:
-        """Stop the task (``DELETE /agent-execution/{id}``); returns ``self``, updated.
+        """Stop the task (:meth:`Tasks.stop <xpander_sync.Tasks.stop>`); returns ``self``, updated.
 
         Returns:
             ``self``, updated from the response.

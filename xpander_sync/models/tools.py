@@ -1,7 +1,6 @@
 """The result of calling an xpander tool (an agent "operation").
 
-``POST /agents/{agent_id}/operations/{tool_id}`` never raises to the code that asked for
-it: an HTTP or network failure comes back as a :class:`ToolInvocationResult` with
+A tool invocation never raises to the code that asked for it: an HTTP or network failure comes back as a :class:`ToolInvocationResult` with
 ``is_error=True``, so an LLM can read the failure and react. The field set and the
 defaults are the official SDK's.
 """
