@@ -1,4 +1,4 @@
-"""report_external_task and invoke_agent."""
+"""backend: Backend.report_external_task and Backend.invoke_agent (get_args has its own files in frameworks/)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from xpander_sync import (
     Tokens,
 )
 from xpander_sync._converter import structure
-from xpander_sync.backend import REPORT_KEYS
 from xpander_sync.models import Agent
+from xpander_sync.resources.reports import REPORT_KEYS
 from xpander_sync.transport import Transport
 
 from .conftest import BASE, body_of, load_fixture
