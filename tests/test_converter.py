@@ -156,3 +156,15 @@ def test_secrets_in_models_are_hidden():
     assert "sk-ant-CUSTOM" not in repr(agent)
     assert agent.llm_credentials.value.reveal() == "sk-ant-CUSTOM"
     assert unstructure(agent)["llm_credentials"]["value"] == "sk-ant-CUSTOM"  # the wire needs the value
+
+
+def test_tokens_keep_a_given_total_and_compute_it_otherwise():
+    from xpander_sync import InvalidInputError, Tokens
+
+    given = Tokens(completion_tokens=150, prompt_tokens=50, total_tokens=210)  # the seed guide's call
+    assert given.total_tokens == 210 and unstructure(given)["total_tokens"] == 210
+    assert "total_tokens=210" in repr(given)
+    computed = Tokens(completion_tokens=150, prompt_tokens=50)
+    assert computed.total_tokens == 200 and unstructure(computed)["total_tokens"] == 200
+    with pytest.raises(InvalidInputError, match="total_tokens"):
+        Tokens(total_tokens="200")

@@ -166,13 +166,24 @@ def _is_model(cls: Any) -> bool:
     return attrs.has(cls) and getattr(cls, "__module__", "").startswith("xpander_sync.models")
 
 
+def _wire_overrides(cls: Any) -> Dict[str, Any]:
+    """Fields marked ``wire: False`` are left out; a private field is keyed by its alias
+    (``Tokens._total`` is ``total_tokens`` on the wire)."""
+    overrides = {}
+    for field in attrs.fields(cls):
+        if field.metadata.get("wire", True) is False:
+            overrides[field.name] = override(omit=True)
+        elif field.alias and field.alias != field.name:
+            overrides[field.name] = override(rename=field.alias)
+    return overrides
+
+
 def _structure_factory(cls: Any) -> Callable[[Any, Any], Any]:
-    return make_dict_structure_fn(cls, converter, _cattrs_detailed_validation=True)
+    return make_dict_structure_fn(cls, converter, _cattrs_detailed_validation=True, **_wire_overrides(cls))
 
 
 def _unstructure_factory(cls: Any) -> Callable[[Any], Dict[str, Any]]:
-    overrides = {f.name: override(omit=True) for f in attrs.fields(cls) if f.metadata.get("wire", True) is False}
-    return make_dict_unstructure_fn(cls, converter, **overrides)  # type: ignore[arg-type]
+    return make_dict_unstructure_fn(cls, converter, **_wire_overrides(cls))  # type: ignore[arg-type]
 
 
 converter.register_structure_hook_factory(_is_model, _structure_factory)
@@ -210,7 +221,7 @@ def _task_factory(cls: Any) -> Callable[[Any, Any], Task]:
 
 
 def _tokens_factory(cls: Any) -> Callable[[Tokens], Dict[str, Any]]:
-    generated = make_dict_unstructure_fn(Tokens, converter)
+    generated = _unstructure_factory(Tokens)
 
     def unstructure_tokens(tokens: Tokens) -> Dict[str, Any]:
         data = generated(tokens)
@@ -218,6 +229,12 @@ def _tokens_factory(cls: Any) -> Callable[[Tokens], Dict[str, Any]]:
         return data
 
     return unstructure_tokens
+
+
+def _tokens_structure_factory(cls: Any) -> Callable[[Any, Any], Tokens]:
+    # As the official SDK: a total sent by the platform is not trusted, it is recomputed.
+    # (A caller's Tokens(total_tokens=...) is kept: that is the caller's own count.)
+    return make_dict_structure_fn(Tokens, converter, _cattrs_detailed_validation=True, _total=override(omit=True))
 
 
 def _input_factory(cls: Any) -> Callable[[AgentExecutionInput], Dict[str, Any]]:
@@ -237,6 +254,7 @@ def _input_factory(cls: Any) -> Callable[[AgentExecutionInput], Dict[str, Any]]:
 converter.register_structure_hook_factory(lambda t: t is Tool, _tool_factory)
 converter.register_structure_hook_factory(lambda t: t is Task, _task_factory)
 converter.register_unstructure_hook_factory(lambda t: t is Tokens, _tokens_factory)
+converter.register_structure_hook_factory(lambda t: t is Tokens, _tokens_structure_factory)
 converter.register_unstructure_hook_factory(lambda t: t is AgentExecutionInput, _input_factory)
 
 

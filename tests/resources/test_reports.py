@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from xpander_sync import Configuration, InvalidInputError, RetryPolicy, Task
+from xpander_sync import Configuration, InvalidInputError, RetryPolicy, Task, Tokens
 from xpander_sync.resources.reports import REPORT_KEYS, Reports
 from xpander_sync.transport import Transport
 
@@ -20,6 +20,14 @@ def test_body_is_pure_and_has_the_eight_keys():
     assert body["tokens"] == {"completion_tokens": 4, "prompt_tokens": 3, "cache_read_tokens": 0,
                               "cache_write_tokens": 0, "total_tokens": 7}
     assert (body["duration"], body["used_tools"]) == (1.0, [])
+
+
+@pytest.mark.parametrize("tokens", [Tokens(completion_tokens=150, prompt_tokens=50, total_tokens=210),
+                                    {"completion_tokens": 150, "prompt_tokens": 50, "total_tokens": 210}])
+def test_a_given_total_reaches_the_body(tokens):
+    body = Reports.body(id=None, input=None, llm_response=None, tokens=tokens, is_success=True, result=None,
+                        duration=0, used_tools=None)
+    assert body["tokens"]["total_tokens"] == 210 and body["tokens"]["prompt_tokens"] == 50
 
 
 def test_send_posts_the_body_as_is_and_returns_the_answer_undecoded(mocked, config):

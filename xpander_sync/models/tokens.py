@@ -2,31 +2,50 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import attrs
 
+from ..errors import InvalidInputError
 
-@attrs.define
+
+def _check_total(_: Any, attribute: Any, value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise InvalidInputError("Tokens.total_tokens must be a non-negative integer (or None to compute it)")
+
+
+@attrs.define(repr=False)
 class Tokens:
-    """LLM token usage. ``total_tokens`` is always prompt + completion (cache counters excluded).
+    """LLM token usage.
 
     Args:
         completion_tokens: tokens the model produced.
         prompt_tokens: tokens sent to the model.
         cache_read_tokens: prompt tokens served from the provider's cache.
         cache_write_tokens: prompt tokens written to the provider's cache.
+        total_tokens: the total as the provider counted it; when not given (``None``),
+            :attr:`total_tokens` is prompt + completion (cache counters excluded).
     """
 
     completion_tokens: Optional[int] = 0
     prompt_tokens: Optional[int] = 0
     cache_read_tokens: Optional[int] = 0
     cache_write_tokens: Optional[int] = 0
+    _total: Optional[int] = attrs.field(default=None, alias="total_tokens", validator=_check_total)
 
     @property
     def total_tokens(self) -> int:
-        """prompt + completion (``None`` counts as 0)."""
+        """The given total, else prompt + completion (``None`` counts as 0)."""
+        if self._total is not None:
+            return self._total
         return (self.prompt_tokens or 0) + (self.completion_tokens or 0)
+
+    def __repr__(self) -> str:
+        return (
+            f"Tokens(completion_tokens={self.completion_tokens!r}, prompt_tokens={self.prompt_tokens!r}, "
+            f"cache_read_tokens={self.cache_read_tokens!r}, cache_write_tokens={self.cache_write_tokens!r}, "
+            f"total_tokens={self.total_tokens!r})"
+        )
 
 
 @attrs.define

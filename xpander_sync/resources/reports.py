@@ -37,8 +37,8 @@ def _tokens_json(tokens: Union[Tokens, Mapping[str, Any], None]) -> Optional[Dic
                 f"tokens has unknown keys {sorted(unknown)}; allowed: {', '.join(_TOKEN_FIELDS)}"
             )
         values = {}
-        for key in _TOKEN_FIELDS:
-            value = tokens.get(key, 0)
+        for key in (*_TOKEN_FIELDS, "total_tokens"):
+            value = tokens.get(key, None if key == "total_tokens" else 0)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise InvalidInputError(f"tokens.{key} must be a non-negative integer")
             values[key] = value
