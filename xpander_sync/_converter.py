@@ -183,7 +183,7 @@ def _structure_factory(cls: Any) -> Callable[[Any, Any], Any]:
 
 
 def _unstructure_factory(cls: Any) -> Callable[[Any], Dict[str, Any]]:
-    return make_dict_unstructure_fn(cls, converter, **_wire_overrides(cls))  # type: ignore[arg-type]
+    return make_dict_unstructure_fn(cls, converter, **_wire_overrides(cls))
 
 
 converter.register_structure_hook_factory(_is_model, _structure_factory)
