@@ -130,7 +130,7 @@ class Backend(Resource):
         )
         answer = deliver(
             target, body, send=self._reports.send, base_url=self.configuration.base_url,
-            outbox=outbox_at(self.configuration.outbox), background=self.configuration.background_reports,
+            outbox_path=self.configuration.outbox, background=self.configuration.background_reports,
             owner=self._transport,
         )
         return answer if isinstance(answer, QueuedReport) else self._reports.task(answer)

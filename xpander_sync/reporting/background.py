@@ -1,154 +1,122 @@
-"""Background report delivery: a bounded queue and one daemon thread, in order.
+"""Background report delivery: write-ahead to the outbox, then one thread delivers, in order.
 
 With ``Configuration(background_reports=True, outbox=PATH)``, ``report_external_task``
-returns at once and one thread per platform client delivers reports in the order they were
-made (so each caller thread's reports keep their order). A report that cannot be
-delivered goes to the outbox, and so does every later one while the outbox holds
-reports for that URL, so nothing overtakes a queued report. ``flush()`` waits for the
-queue to drain; it also runs at interpreter exit.
+writes the report to the outbox (durably: it is on disk before the call returns) and
+returns a :class:`~xpander_sync.reporting.outbox.QueuedReport`; one daemon thread per
+platform client then flushes the outbox through ``send``, in the order reports were made,
+and deletes each one after its 2xx. So nothing is lost when the process exits, is
+stopped by SIGTERM or is killed: what the thread did not deliver stays in the outbox,
+and the next flush (``xpander-sync outbox flush``, or the next background report)
+delivers it with its original id. ``flush()`` waits for the thread; it also runs at
+interpreter exit (bounded).
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
-import queue
+import os
 import threading
-import time
-import weakref
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional
 
-from ..errors import ModuleException
 from .outbox import Outbox, Send
 
 logger = logging.getLogger(__name__)
 
 _EXIT_FLUSH_SECONDS = 10.0
-_live: weakref.WeakSet[ReportDispatcher] = weakref.WeakSet()
+_lock = threading.Lock()
 # One dispatcher per owner for the life of the process (its thread holds it anyway).
 _by_owner: Dict[Any, ReportDispatcher] = {}
-_lock = threading.Lock()
 
 
 class ReportDispatcher:
-    """Delivers queued reports for one platform client on a daemon thread.
+    """Delivers one platform client's background reports from the outbox, on a daemon thread.
 
     Args:
         send: ``send(agent_id, body)`` (``resources.Reports.send``).
-        base_url: the platform ``send`` talks to (recorded with reports put in the outbox).
-        outbox: where reports go when they cannot be delivered.
-        maxsize: the in-memory queue bound; past it, reports go straight to the outbox.
+        base_url: the platform ``send`` talks to (only its reports are flushed).
+        outbox: where every report is written first.
     """
 
-    #: while reports wait in the outbox, try delivering them again at most this often (seconds)
+    #: after a failed delivery, try again at most this often (seconds) while reports wait
     probe_interval = 1.0
 
-    def __init__(self, send: Send, base_url: str, outbox: Outbox, maxsize: int = 10000) -> None:
+    def __init__(self, send: Send, base_url: str, outbox: Outbox) -> None:
         self.send = send
         self.base_url = base_url
         self.outbox = outbox
-        self._next_probe = 0.0
-        self._queue: queue.Queue[Optional[Tuple[str, Dict[str, Any]]]] = queue.Queue(maxsize=maxsize)
-        self._spilling = False
-        # Reports that could neither be delivered nor written to the outbox (its file stayed
-        # locked or broken): kept here, in order, and written first on the next occasion.
-        self._unstored: List[Tuple[str, Dict[str, Any]]] = []
+        self._cond = threading.Condition()
+        self._submitted = 0  # reports written by this process
+        self._settled = 0  # of those, how many the thread has tried since they were written
         self._thread = threading.Thread(target=self._run, name="xpander-sync-reports", daemon=True)
         self._thread.start()
 
     def submit(self, agent_id: str, body: Dict[str, Any]) -> str:
-        """Queue a report; when the queue is full it goes straight to the outbox.
+        """Write a report to the outbox, then wake the delivery thread.
 
         Args:
             agent_id: the agent the run belongs to.
             body: the report body.
 
         Returns:
-            ``"background"``, or why it went to the outbox at once.
+            ``"background"``: the report is on disk, and will be delivered.
 
         Raises:
-            OutboxError: the queue is full and the outbox cannot be written.
+            OutboxError: the outbox cannot be written (nothing was stored).
         """
-        try:
-            self._queue.put_nowait((agent_id, body))
-            return "background"
-        except queue.Full:
-            self.outbox.put(agent_id, self.base_url, body)
-            self._spilling = True
-            return "queue full: stored in the outbox"
+        self.outbox.put(agent_id, self.base_url, body)
+        with self._cond:
+            self._submitted += 1
+            self._cond.notify_all()
+        return "background"
 
     def _run(self) -> None:
+        retry_later = False
         while True:
-            item = self._queue.get()
-            try:
-                if item is None:
-                    return
-                if self._unstored and not self._store_unstored():
-                    self._unstored.append(item)  # behind the older ones: order is kept
-                    continue
-                try:
-                    self._deliver(*item)
-                except Exception:  # the delivery thread must survive anything; the report is kept
-                    logger.exception("report %s: neither delivered nor stored; kept in memory", item[1]["id"])
-                    self._unstored.append(item)
-            finally:
-                self._queue.task_done()
+            with self._cond:
+                if not retry_later or self._submitted > self._settled:
+                    self._cond.wait_for(lambda: self._submitted > self._settled,
+                                        timeout=self.probe_interval if retry_later else None)
+                else:
+                    self._cond.wait(self.probe_interval)
+                target = self._submitted
+            retry_later = not self._deliver_all()
+            with self._cond:
+                self._settled = max(self._settled, target)
+                self._cond.notify_all()
 
-    def _store_unstored(self) -> bool:
-        """Write the reports kept in memory to the outbox, oldest first; ``True`` when none is left."""
-        base_url = self.base_url
-        while self._unstored:
-            agent_id, body = self._unstored[0]
-            try:
-                self.outbox.put(agent_id, base_url, body)
-            except Exception:
-                return False
-            self._unstored.pop(0)
-            self._spilling = True
-        return True
-
-    def _deliver(self, agent_id: str, body: Dict[str, Any]) -> None:
-        base_url = self.base_url
-        if self._spilling:
-            # Keep order: while older reports wait in the outbox, newer ones wait behind them.
-            # Probe the platform now and then (not for every report) by flushing the outbox.
-            now = time.monotonic()
-            if now < self._next_probe or self.outbox.flush(self.send, base_url).remaining:
-                self._next_probe = max(self._next_probe, now + self.probe_interval)
-                self.outbox.put(agent_id, base_url, body)
-                return
-            self._spilling = False
+    def _deliver_all(self) -> bool:
+        """Flush while it makes progress; ``False`` when reports are left (the platform failed,
+        or another process holds them), to try again after ``probe_interval``."""
         try:
-            self.send(agent_id, body)
-        except ModuleException as exc:
-            if exc.retryable:
-                logger.warning("report %s not delivered (%s); stored in the outbox", body["id"], exc)
-            else:
-                logger.error("report %s rejected (%s); stored in the outbox for inspection", body["id"], exc)
-            self.outbox.put(agent_id, base_url, body)
-            self._spilling = True
-            self._next_probe = time.monotonic() + self.probe_interval
-        except Exception:  # never let the delivery thread die: keep the report
-            logger.exception("unexpected error delivering report %s; stored in the outbox", body["id"])
-            self.outbox.put(agent_id, base_url, body)
-            self._spilling = True
+            while True:
+                result = self.outbox.flush(self.send, self.base_url)
+                if not result.remaining:
+                    return True
+                if not result.delivered:
+                    if result.failed:
+                        logger.warning("background reports: %d waiting in the outbox %s (%s)",
+                                       result.remaining, self.outbox.path, result.failed[-1][1])
+                    return False
+        except Exception:  # never let the delivery thread die: the reports are on disk
+            logger.exception("background reports: the outbox %s could not be flushed", self.outbox.path)
+            return False
 
     def flush(self, timeout: Optional[float] = None) -> bool:
-        """Wait until every queued report was delivered or stored.
+        """Wait until the thread has tried every report written so far.
+
+        A report the platform did not take stays in the outbox (it was written before the
+        call returned), to be delivered later.
 
         Args:
             timeout: seconds to wait at most; ``None`` waits as long as it takes.
 
         Returns:
-            ``False`` on timeout, or when some could not be written to the outbox and are
-            still held in memory; else ``True``.
+            ``False`` if ``timeout`` passed first; else ``True``.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self._queue.unfinished_tasks:
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            time.sleep(0.005)
-        return not self._unstored
+        with self._cond:
+            target = self._submitted
+            return self._cond.wait_for(lambda: self._settled >= target, timeout)
 
 
 def dispatcher_for(owner: Any, send: Send, base_url: str, outbox: Outbox) -> ReportDispatcher:
@@ -159,7 +127,7 @@ def dispatcher_for(owner: Any, send: Send, base_url: str, outbox: Outbox) -> Rep
             every Backend built with the same configuration shares it).
         send: ``send(agent_id, body)``, used when the dispatcher is created.
         base_url: the platform ``send`` talks to.
-        outbox: the outbox for reports that cannot be delivered.
+        outbox: the outbox every report is written to first.
 
     Returns:
         The owner's :class:`ReportDispatcher`.
@@ -168,7 +136,6 @@ def dispatcher_for(owner: Any, send: Send, base_url: str, outbox: Outbox) -> Rep
         dispatcher = _by_owner.get(owner)
         if dispatcher is None:
             dispatcher = _by_owner[owner] = ReportDispatcher(send, base_url, outbox)
-            _live.add(dispatcher)
         return dispatcher
 
 
@@ -190,9 +157,20 @@ def flush_all(timeout: float = _EXIT_FLUSH_SECONDS) -> None:
     Args:
         timeout: seconds to wait for each dispatcher.
     """
-    for dispatcher in list(_live):
+    for dispatcher in list(_by_owner.values()):
         if not dispatcher.flush(timeout):
-            logger.warning("exit: reports still queued after %.0f s", timeout)
+            logger.warning("exit: background reports still undelivered after %.0f s; they wait in the outbox %s",
+                           timeout, dispatcher.outbox.path)
+
+
+def _forget_in_child() -> None:
+    # A forked child has no delivery thread: drop the parent's dispatchers (and their lock) so
+    # the child's first background report starts its own. The reports are in the outbox.
+    global _lock
+    _lock = threading.Lock()
+    _by_owner.clear()
 
 
 atexit.register(flush_all)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)

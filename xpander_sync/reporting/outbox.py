@@ -7,7 +7,13 @@ the platform stores it once. An entry is deleted only after a 2xx answer.
 
 Several processes (two cron jobs) may use one outbox at once: each flush *claims* the
 rows it sends in a short ``BEGIN IMMEDIATE`` transaction, with a lease, so a row is sent
-by one process at a time, and a crashed flusher's claim expires. The API key is never
+by one process at a time. A flush renews its lease while it works, and the claim of a
+flusher that died on this host is taken over at once (its process id is gone); one on
+another host expires with its lease.
+
+A row the platform refuses (a 4xx: it will never be accepted as it is) or whose body is
+not JSON is *parked* with its reason: kept for inspection (``pending()``, ``xpander-sync
+outbox list``), skipped by every flush until :meth:`Outbox.unpark`. The API key is never
 stored: rows hold the agent id, the base URL and the body; the key comes from the
 configuration at flush time. The outbox never talks HTTP itself: :meth:`Outbox.flush` is
 given a ``send(agent_id, body)`` callable (``resources.Reports.send``).
@@ -18,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
@@ -44,7 +51,8 @@ CREATE TABLE IF NOT EXISTS reports (
     attempts INTEGER NOT NULL DEFAULT 0,
     last_error TEXT,
     claimed_by TEXT,
-    claimed_until REAL
+    claimed_until REAL,
+    parked INTEGER NOT NULL DEFAULT 0
 )
 """
 
@@ -105,11 +113,19 @@ class QueuedReport:
 
 @attrs.frozen
 class FlushResult:
-    """What a flush did: ``delivered`` task ids, ``failed`` (task id, error) pairs, ``remaining`` count."""
+    """What a flush did.
+
+    Attributes:
+        delivered: the task ids delivered, in order.
+        failed: ``(task id, error)`` pairs of this flush's failures (parked ones included).
+        remaining: reports still waiting for delivery (parked ones not counted).
+        parked: reports parked in the outbox (refused by the platform, or unreadable).
+    """
 
     delivered: List[str]
     failed: List[Any]
     remaining: int
+    parked: int = 0
 
 
 class Outbox:
@@ -132,6 +148,9 @@ class Outbox:
         def create() -> None:
             with self._connect() as conn:
                 conn.execute(_SCHEMA)
+                columns = {row[1] for row in conn.execute("PRAGMA table_info(reports)")}
+                if "parked" not in columns:  # a file made by an older release
+                    conn.execute("ALTER TABLE reports ADD COLUMN parked INTEGER NOT NULL DEFAULT 0")
 
         with _init_lock:  # threads of one process create the file one at a time
             _patiently(self.path, create)
@@ -176,30 +195,45 @@ class Outbox:
         _patiently(self.path, insert)
 
     def pending(self) -> List[Dict[str, Any]]:
-        """The queued reports, oldest first: ``task_id, agent_id, base_url, body, attempts, last_error``.
+        """The queued reports, oldest first.
 
         Returns:
-            One dict per queued report, with those keys (``body`` decoded).
+            One dict per report: ``task_id, agent_id, base_url, body`` (decoded; ``None`` when
+            the stored text is not JSON), ``attempts``, ``last_error`` and ``parked``.
         """
         def select() -> List[Any]:
             with self._connect() as conn:
                 return conn.execute(
-                    "SELECT task_id, agent_id, base_url, body, attempts, last_error FROM reports ORDER BY seq"
+                    "SELECT task_id, agent_id, base_url, body, attempts, last_error, parked FROM reports ORDER BY seq"
                 ).fetchall()
 
-        rows = _patiently(self.path, select)
         return [
-            {"task_id": r[0], "agent_id": r[1], "base_url": r[2], "body": json.loads(r[3]), "attempts": r[4],
-             "last_error": r[5]}
-            for r in rows
+            {"task_id": r[0], "agent_id": r[1], "base_url": r[2], "body": _decode(r[3]), "attempts": r[4],
+             "last_error": r[5], "parked": bool(r[6])}
+            for r in _patiently(self.path, select)
         ]
 
-    def __len__(self) -> int:
+    def unpark(self) -> int:
+        """Put every parked report back in line for delivery (after fixing what the platform refused).
+
+        Returns:
+            How many reports were unparked.
+        """
+        def update() -> int:
+            with self._connect() as conn:
+                return int(conn.execute("UPDATE reports SET parked = 0 WHERE parked = 1").rowcount)
+
+        return _patiently(self.path, update)
+
+    def _count(self, parked: bool) -> int:
         def count() -> int:
             with self._connect() as conn:
-                return int(conn.execute("SELECT COUNT(*) FROM reports").fetchone()[0])
+                return int(conn.execute("SELECT COUNT(*) FROM reports WHERE parked = ?", (int(parked),)).fetchone()[0])
 
         return _patiently(self.path, count)
+
+    def __len__(self) -> int:
+        return self._count(parked=False) + self._count(parked=True)
 
     def _claim(self, owner: str, base_url: str, limit: int) -> List[Any]:
         return _patiently(self.path, lambda: self._claim_once(owner, base_url, limit))
@@ -208,14 +242,20 @@ class Outbox:
         now = time.time()
         with self._connect() as conn:
             conn.execute("BEGIN IMMEDIATE")
+            holders = [r[0] for r in conn.execute(
+                "SELECT DISTINCT claimed_by FROM reports WHERE claimed_until >= ?", (now,)).fetchall()]
+            dead = [h for h in holders if _owner_is_dead(h)]
+            conn.executemany("UPDATE reports SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = ?",
+                             [(h,) for h in dead])
             rows = conn.execute(
-                "SELECT seq, task_id, agent_id, body FROM reports WHERE base_url = ? "
+                "SELECT seq, task_id, agent_id, body FROM reports WHERE base_url = ? AND parked = 0 "
                 "AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY seq LIMIT ?",
                 (base_url, now, limit),
             ).fetchall()
             # Keep order across processes: only claim a prefix nobody else holds.
             first_held = conn.execute(
-                "SELECT MIN(seq) FROM reports WHERE base_url = ? AND claimed_until >= ?", (base_url, now)
+                "SELECT MIN(seq) FROM reports WHERE base_url = ? AND parked = 0 AND claimed_until >= ?",
+                (base_url, now),
             ).fetchone()[0]
             if first_held is not None:
                 rows = [r for r in rows if r[0] < first_held]
@@ -226,12 +266,20 @@ class Outbox:
             conn.execute("COMMIT")
         return rows
 
+    def _renew(self, owner: str) -> None:
+        def renew() -> None:
+            with self._connect() as conn:
+                conn.execute("UPDATE reports SET claimed_until = ? WHERE claimed_by = ?",
+                             (time.time() + self.lease, owner))
+
+        _patiently(self.path, renew)
+
     def flush(self, send: Send, base_url: str, *, limit: int = 1000) -> FlushResult:
         """Deliver the queued reports meant for ``base_url``, in order, through ``send``.
 
-        Stops at the first report that still cannot be delivered (so later ones do not
-        overtake it); a report the platform rejects with a 4xx is kept with its error and
-        skipped, so one bad row cannot block the rest forever.
+        Stops at the first report that still cannot be delivered (``retryable``), so later
+        ones do not overtake it; a report the platform refuses (or that cannot be read) is
+        parked with its reason and skipped, so one bad row never blocks the rest.
 
         Args:
             send: ``send(agent_id, body)`` (``resources.Reports.send`` of the configured platform).
@@ -240,29 +288,42 @@ class Outbox:
 
         Returns:
             A :class:`FlushResult`.
+
+        Raises:
+            OutboxError: the outbox file cannot be used.
         """
-        owner = uuid.uuid4().hex
+        owner = _new_owner()
         delivered: List[str] = []
         failed: List[Any] = []
         rows = self._claim(owner, base_url, limit)
+        renew_at = time.monotonic() + self.lease / 3
         stop = False
-        for seq, task_id, agent_id, body in rows:
+        for seq, task_id, agent_id, text in rows:
             if stop:
                 self._release(seq, owner, None)
                 continue
+            if time.monotonic() >= renew_at:  # a long flush keeps its claim
+                self._renew(owner)
+                renew_at = time.monotonic() + self.lease / 3
+            body = _decode(text)
+            if not isinstance(body, dict):
+                self._release(seq, owner, "the stored body is not a JSON object", park=True)
+                failed.append((task_id, "the stored body is not a JSON object"))
+                continue
             try:
-                send(agent_id, json.loads(body))
+                send(agent_id, body)
             except ModuleException as exc:
-                self._release(seq, owner, str(exc))
+                refused = isinstance(exc, APIError) and not exc.retryable
+                self._release(seq, owner, str(exc), park=refused)
                 failed.append((task_id, str(exc)))
-                if exc.retryable or not isinstance(exc, APIError):
-                    stop = True
+                stop = not refused
                 continue
             self._delete(seq, owner)
             delivered.append(task_id)
         if delivered:
             logger.info("outbox %s: delivered %d report(s)", self.path, len(delivered))
-        return FlushResult(delivered=delivered, failed=failed, remaining=len(self))
+        return FlushResult(delivered=delivered, failed=failed, remaining=self._count(parked=False),
+                           parked=self._count(parked=True))
 
     def _delete(self, seq: int, owner: str) -> None:
         def delete() -> None:
@@ -271,7 +332,7 @@ class Outbox:
 
         _patiently(self.path, delete)
 
-    def _release(self, seq: int, owner: str, error: Optional[str]) -> None:
+    def _release(self, seq: int, owner: str, error: Optional[str], *, park: bool = False) -> None:
         def release() -> None:
             with self._connect() as conn:
                 if error is None:
@@ -283,11 +344,46 @@ class Outbox:
                 else:
                     conn.execute(
                         "UPDATE reports SET claimed_by = NULL, claimed_until = NULL, attempts = attempts + 1, "
-                        "last_error = ? WHERE seq = ? AND claimed_by = ?",
-                        (error[:500], seq, owner),
+                        "last_error = ?, parked = ? WHERE seq = ? AND claimed_by = ?",
+                        (error[:500], int(park), seq, owner),
                     )
 
         _patiently(self.path, release)
+
+
+def _decode(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+_HOST = socket.gethostname()
+
+
+def _new_owner() -> str:
+    """A flusher's claim mark: host, process id and a random part (``host:pid:hex``)."""
+    return f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex}"
+
+
+def _owner_is_dead(owner: Optional[str]) -> bool:
+    """Whether a claim was made by a process of this host that no longer runs."""
+    parts = (owner or "").split(":")
+    if len(parts) < 3 or ":".join(parts[:-2]) != _HOST:
+        return False  # another host (or an old-style mark): wait for the lease
+    try:
+        pid = int(parts[-2])
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists, owned by another user
+        return False
+    return False
 
 
 class _Tx:
