@@ -10,7 +10,7 @@ import requests
 
 from xpander_sync.local import LocalBackend, sample_agents_dir
 from xpander_sync.local._agents import AgentCatalog
-from xpander_sync.local._http import HTTPError
+from xpander_sync.local._routing import HTTPError
 
 from .conftest import ORG, assert_json_error
 

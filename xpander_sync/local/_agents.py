@@ -3,7 +3,7 @@
 Agents come from ``*.json`` files (one agent object per file, keyed by its ``id``; older versions may sit in
 ``{id}@{version}.json`` files, the highest ``version`` is the latest). The agent JSON is served as given, except
 keys starting with ``_local``, which configure the local backend and are stripped from responses
-(:func:`~._payloads.public_agent`).
+(``_payloads.public_agent``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from . import _payloads as payloads
-from ._http import HTTPError
+from ._routing import HTTPError
 
 
 def sample_agents_dir() -> Path:

@@ -34,7 +34,7 @@ from typing import Any, Optional
 
 from . import _payloads as payloads
 from ._agents import AgentCatalog
-from ._http import EventStream, HTTPError, PeerClosed, Request, StreamWrite
+from ._routing import EventStream, HTTPError, PeerClosed, Request, StreamWrite
 from .store import Store
 
 logger = logging.getLogger(__name__)

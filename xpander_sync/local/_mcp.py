@@ -7,8 +7,8 @@
 * ``GET /mcp_auth/login?state=...`` is the page the user's browser opens (no API key): it completes the login.
   :meth:`McpAuth.complete_login` does the same from a test, by ``state`` or by user and server.
 
-Logins and tokens live in the :class:`~.store.Store`, so they survive a restart on the same file. An issued
-token is only ever returned by ``get_token`` (``token_ready``) and :meth:`McpAuth.complete_login`.
+Logins and tokens live in the :class:`~xpander_sync.local.store.Store`, so they survive a restart on the same
+file. An issued token is only ever returned by ``get_token`` (``token_ready``) and :meth:`McpAuth.complete_login`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 from urllib.parse import quote
 
 from ._agents import AgentCatalog
-from ._http import HTTPError, Request
+from ._routing import HTTPError, Request
 from .store import Store
 
 

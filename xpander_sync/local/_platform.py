@@ -1,9 +1,9 @@
 """The platform's REST routes on the local backend: agents, tasks, external-task reports, events, metrics, tools.
 
-Each route function takes a :class:`~._http.Request` and returns ``(status, JSON payload)``; the JSON shapes
-are built and checked in :mod:`._payloads`, and everything to remember goes to the SQLite
-:class:`~.store.Store`. A task that becomes ``pending`` (created, continued or reopened) is announced through the
-``on_pending`` callback, which the worker-stream hub (:mod:`._hub`) uses to deliver it.
+Each route function takes a :class:`~xpander_sync.local._routing.Request` and returns ``(status, JSON payload)``;
+the JSON shapes are built and checked in ``_payloads``, and everything to remember goes to the SQLite
+:class:`~xpander_sync.local.store.Store`. A task that becomes ``pending`` (created, continued or reopened) is
+announced through the ``on_pending`` callback, which the worker-stream hub (``_hub``) uses to deliver it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from .._redact import redact_headers
 from ..errors import ToolError
 from . import _payloads as payloads
 from ._agents import AgentCatalog
-from ._http import HTTPError, Request
+from ._routing import HTTPError, Request
 from .store import Store
 
 logger = logging.getLogger(__name__)

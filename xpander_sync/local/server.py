@@ -8,12 +8,14 @@ segment).
 
 This module holds the public class and the routing table; the work is done by:
 
-* :mod:`._http`: HTTP plumbing (the request handler, routing, JSON bodies, errors, request log, API key);
-* :mod:`._agents`: the agents served, by id and version;
-* :mod:`._platform`: the platform's routes (agents, tasks, reports, events, metrics, tool calls);
-* :mod:`._hub`: the worker-stream hub (the event stream ``xpander-sync worker`` connects to);
-* :mod:`._mcp`: the MCP-auth emulation (``get_token`` and the simulated login page);
-* :mod:`._payloads` (JSON shapes) and :mod:`.store` (SQLite).
+* ``_http``: HTTP plumbing (the socket server and request handler: bytes in, JSON or an event stream out);
+* ``_routing``: the router, JSON bodies, client errors, the request log and the API-key check (the table of
+  routes itself is :func:`_routing_table` below: a new platform area is a component plus its lines there);
+* ``_agents``: the agents served, by id and version;
+* ``_platform``: the platform's routes (agents, tasks, reports, events, metrics, tool calls);
+* ``_hub``: the worker-stream hub (the event stream ``xpander-sync worker`` connects to);
+* ``_mcp``: the MCP-auth emulation (``get_token`` and the simulated login page);
+* ``_payloads`` (JSON shapes) and :mod:`xpander_sync.local.store` (SQLite).
 
 Design notes:
 
@@ -41,10 +43,11 @@ from typing import Any, Optional, Union
 
 from ..errors import ToolError
 from ._agents import AgentCatalog, sample_agents_dir
-from ._http import MAX_BODY_BYTES, Dispatcher, Router, Server
+from ._http import MAX_BODY_BYTES, Server
 from ._hub import WorkerHub
 from ._mcp import McpAuth
 from ._platform import TOOL_CALL_HEADERS, Platform, ToolHandler
+from ._routing import Dispatcher, Router
 from .store import Store
 
 __all__ = [
