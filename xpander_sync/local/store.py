@@ -32,6 +32,10 @@ import time
 import weakref
 from typing import Any, Callable, Collection, Iterator, Optional
 
+from ..errors import StoreClosedError
+
+__all__ = ["BUSY_TIMEOUT_S", "Store", "StoreClosedError"]
+
 logger = logging.getLogger(__name__)
 
 #: How long (seconds) a connection waits for another writer before giving up.
@@ -90,10 +94,6 @@ CREATE TABLE IF NOT EXISTS mcp_logins (
     completed_at REAL
 );
 """
-
-
-class StoreClosedError(RuntimeError):
-    """Raised when a closed :class:`Store` is used (its private temporary file may already be gone)."""
 
 
 def _dumps(value: Any) -> str:

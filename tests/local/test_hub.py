@@ -1,7 +1,8 @@
-"""The local backend's worker stream and worker POST route, through real HTTP on loopback.
+"""The worker-stream hub of the local backend: the worker stream and the worker POST route, through real HTTP
+on loopback.
 
 The stream is read here with a deliberately small reader (split on blank lines), independent of the
-worker's SSE parser, so these tests pin down the bytes the backend sends.
+worker's SSE parser and its other internals, so these tests pin down the bytes the backend sends.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import pytest
 import requests
 
 from xpander_sync.local import LocalBackend
-from xpander_sync.worker import _stream_socket
 
 API_KEY = "xpk-LOCAL-STREAM-SENTINEL-0002"
 ORG = "local-org"
@@ -87,6 +87,19 @@ class Frames:
         sock.shutdown(socket.SHUT_RDWR)
         self.thread.join(5)
         self.response.close()
+
+
+def _stream_socket(response: requests.Response) -> Optional[socket.socket]:
+    """The socket under a streaming response (urllib3 2.x keeps it on the connection, older ones on ``_fp``)."""
+    for path in (("_connection", "sock"), ("connection", "sock"), ("_fp", "fp", "raw", "_sock")):
+        obj: Any = response.raw
+        for name in path:
+            obj = getattr(obj, name, None)
+            if obj is None:
+                break
+        if isinstance(obj, socket.socket):
+            return obj
+    return None
 
 
 def _parse(raw: str) -> dict[str, Any]:
