@@ -43,9 +43,8 @@ from typing import Any, Dict, Optional, Sequence, Type
 class XpanderError(Exception):
     """Base class of every error raised by xpander-sync.
 
-    Attributes:
-        retryable: ``True`` when the same call may succeed later unchanged (an outage, an
-            overload); ``False`` for a refusal or a mistake (the default).
+    :attr:`retryable` says whether the same call may succeed later unchanged (an outage, an
+    overload) or not (a refusal or a mistake, the default).
     """
 
     @property
