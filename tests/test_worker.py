@@ -492,9 +492,9 @@ def test_refused_stream_is_retried_forever_and_logged_without_the_key(
     assert len(attempts) >= 4 and all(e["status"] == 403 for e in attempts)
     assert "HTTP 403: Invalid API key (check the API key" in caplog.text
     assert "xpk-WRONG-KEY-123456" not in caplog.text
-    delays = [worker._delay(n) for n in range(1, 12)]
+    delays = [worker.settings.delay(n) for n in range(1, 12)]
     assert all(0.5 * min(0.2, 0.02 * 2 ** (n - 1)) <= d <= 0.2 for n, d in zip(range(1, 12), delays))
-    assert 0.1 <= worker._delay(10_000) <= 0.2  # hours of outage: still the cap (no float overflow)
+    assert 0.1 <= worker.settings.delay(10_000) <= 0.2  # hours of outage: still the cap (no float overflow)
 
 
 class _RawSSE(socketserver.BaseRequestHandler):
@@ -599,17 +599,17 @@ def test_duplicate_deliveries_are_dropped_but_continuations_run(backend: LocalBa
     backend_client = Backend(config)
     created = backend_client.invoke_agent(agent_id=AGENT, prompt="first")
     frame = ServerSentEvent("agent-execution", json.dumps(backend._store.get_task(created.id)))
-    worker._on_event(frame)
-    worker._on_event(frame)  # again while in flight
+    worker._reader.on_event(frame)
+    worker._reader.on_event(frame)  # again while in flight
     release.set()
     wait_task(backend, created.id)
     deadline = time.monotonic() + 5
     while worker.stats()["in_flight"] and time.monotonic() < deadline:
         time.sleep(0.01)
-    worker._on_event(frame)  # a stale copy after it finished: checked, still completed, dropped
+    worker._reader.on_event(frame)  # a stale copy after it finished: checked, still completed, dropped
     assert calls == ["first"] and worker.stats()["duplicates"] == 2
     backend_client.invoke_agent(agent_id=AGENT, prompt="second", existing_task_id=created.id)
-    worker._on_event(ServerSentEvent("agent-execution", json.dumps(backend._store.get_task(created.id))))
+    worker._reader.on_event(ServerSentEvent("agent-execution", json.dumps(backend._store.get_task(created.id))))
     assert wait_task(backend, created.id, statuses=("completed",))["execution_attempts"] == 2
     deadline = time.monotonic() + 5
     while backend._store.get_task(created.id)["result"] != "r:second" and time.monotonic() < deadline:
@@ -620,7 +620,7 @@ def test_duplicate_deliveries_are_dropped_but_continuations_run(backend: LocalBa
 def test_worker_posts_check_the_status(backend: LocalBackend, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="xpander_sync.worker")
     worker = Worker(handle, configuration=config_for(backend), agent_id=AGENT, **FAST)
-    assert worker._post_event("wrk-unknown", "worker-heartbeat", dt.datetime.now().isoformat()) is False
+    assert worker._heartbeat.beat("wrk-unknown") is False
     assert "worker-heartbeat for worker wrk-unknown not accepted: [404] Worker not found" in caplog.text
 
 

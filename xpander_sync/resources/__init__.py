@@ -2,5 +2,6 @@
 
 from .agents import Agents
 from .tasks import Tasks
+from .workers import Workers
 
-__all__ = ["Agents", "Tasks"]
+__all__ = ["Agents", "Tasks", "Workers"]
