@@ -189,8 +189,8 @@ class Backend(Resource):
         When ``prompt`` is a JSON object with ``xpander_task_id``, that task is loaded
         (:meth:`Tasks.get <xpander_sync.Tasks.get>`) and returned; its errors are raised (the
         official SDK swallows them and creates a new task from the JSON text). Otherwise
-        :meth:`Tasks.create_with_body <xpander_sync.Tasks.create_with_body>` creates a task. Unlike the official SDK, the
-        agent is not loaded first: that request added nothing to the call.
+        :meth:`Tasks.create_with_body <xpander_sync.Tasks.create_with_body>` creates a task.
+        Unlike the official SDK, the agent is not loaded first: that request added nothing.
 
         Args:
             agent_id: the agent to run (default: ``configuration.agent_id``, then ``XPANDER_AGENT_ID``).

@@ -265,7 +265,7 @@ def on_boot(func: Optional[F] = None) -> Any:
 
     Hooks take no arguments, may be ``async def``, and run in registration order; the
     first one that raises aborts the worker's start (``Worker.run`` raises
-    :class:`~xpander_sync.worker.BootHookError`).
+    :class:`~xpander_sync.errors.BootHookError`).
 
     Args:
         func: the hook (when used bare).

@@ -283,6 +283,55 @@ class Transport:
             response.close()
             self._sleep(delay)
 
+    def stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Optional[Mapping[str, Any]] = None,
+        headers: Optional[Mapping[str, str]] = None,
+        timeout: Optional[Tuple[float, float]] = None,
+        url: Optional[str] = None,
+    ) -> requests.Response:
+        """Open a streaming response (an event stream): one attempt, body unread, any status.
+
+        No retries here: the caller owns the reconnect loop. It checks the status, reads
+        ``response.raw`` as bytes arrive and closes the response.
+
+        Args:
+            method: HTTP method.
+            path: path under the configured API URL (ignored when ``url`` is given).
+            params: query parameters (booleans are sent as ``true``/``false``).
+            headers: extra headers for this call.
+            timeout: ``(connect, read)``; the read timeout bounds the silence between two bytes.
+            url: an absolute URL outside the REST root (the events endpoints).
+
+        Returns:
+            The open :class:`requests.Response` (``stream=True``).
+
+        Raises:
+            ConfigurationError: ``url`` is not given, and the base URL needs an organization id.
+            TransportError: no response (RequestTimeoutError for timeouts).
+        """
+        method = method.upper()
+        target = url or self.url_for(path)
+        route = urlsplit(target).path or "/"
+        send_headers = dict(self._base_headers)
+        if headers:
+            send_headers.update(headers)
+        started = time.perf_counter()
+        try:
+            response = self.session.request(
+                method, target, params=_encode_params(params) if params else None, headers=send_headers,
+                timeout=timeout or self.configuration.timeout, stream=True, allow_redirects=False,
+                proxies=self._proxies, verify=self.configuration.verify,
+            )
+        except requests.exceptions.RequestException as exc:
+            self._log(method, route, type(exc).__name__, (time.perf_counter() - started) * 1000, 1)
+            raise self._transport_error(exc, method, route, 1) from None
+        self._log(method, route, response.status_code, (time.perf_counter() - started) * 1000, 1)
+        return response
+
     def _log(self, method: str, route: str, outcome: object, elapsed_ms: float, attempt: int) -> None:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(

@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from xpander_sync.local import LocalBackend
+from xpander_sync.worker._stream import _stream_socket  # the worker's way to reach the stream's socket
 
 API_KEY = "xpk-LOCAL-STREAM-SENTINEL-0002"
 ORG = "local-org"
@@ -87,19 +88,6 @@ class Frames:
         sock.shutdown(socket.SHUT_RDWR)
         self.thread.join(5)
         self.response.close()
-
-
-def _stream_socket(response: requests.Response) -> Optional[socket.socket]:
-    """The socket under a streaming response (urllib3 2.x keeps it on the connection, older ones on ``_fp``)."""
-    for path in (("_connection", "sock"), ("connection", "sock"), ("_fp", "fp", "raw", "_sock")):
-        obj: Any = response.raw
-        for name in path:
-            obj = getattr(obj, name, None)
-            if obj is None:
-                break
-        if isinstance(obj, socket.socket):
-            return obj
-    return None
 
 
 def _parse(raw: str) -> dict[str, Any]:

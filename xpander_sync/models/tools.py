@@ -1,8 +1,8 @@
 """The result of calling an xpander tool (an agent "operation").
 
-A tool invocation never raises to the code that asked for it: an HTTP or network failure comes back as a :class:`ToolInvocationResult` with
-``is_error=True``, so an LLM can read the failure and react. The field set and the
-defaults are the official SDK's.
+A tool invocation never raises to the code that asked for it: an HTTP or network failure
+comes back as a :class:`ToolInvocationResult` with ``is_error=True``, so an LLM can read the
+failure and react. The field set and the defaults are the official SDK's.
 """
 
 from __future__ import annotations

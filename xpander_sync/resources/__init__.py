@@ -3,5 +3,6 @@
 from .agents import Agents
 from .reports import Reports
 from .tasks import Tasks
+from .workers import Workers
 
-__all__ = ["Agents", "Reports", "Tasks"]
+__all__ = ["Agents", "Reports", "Tasks", "Workers"]

@@ -27,7 +27,7 @@ from xpander_sync.worker import Worker
 
 API_KEY = "xpk-E2E-SENTINEL-93ab71"
 AGENT = "agt-openai"
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 FAST: Dict[str, Any] = dict(heartbeat_interval=0.2, backoff_base=0.02, backoff_max=0.2, drain_timeout=5.0)
 
 
