@@ -33,7 +33,8 @@ from ..models.agent import Agent, MCPServerDetails
 from ..models.common import MCPServerAuthType, TaskUpdateEventType
 from ..models.events import TaskUpdateEvent
 from ..models.task import Task
-from ..resources.agents import Agents, check_id
+from ..resources._base import check_id
+from ..resources.agents import Agents
 from ..transport import Transport
 
 logger = logging.getLogger(__name__)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any, Dict, Optional, Type, TypeVar, Union
+from urllib.parse import quote
 
 from .._converter import structure
 from ..config import Configuration
@@ -42,13 +43,42 @@ def check_id(name: str, value: object) -> str:
         ``value`` unchanged.
 
     Raises:
-        InvalidInputError: ``value`` is not a non-empty string, or contains ``/``, ``?`` or ``#``.
+        InvalidInputError: ``value`` is not a non-empty string; is ``.`` or ``..``; or holds
+            ``/``, ``?``, ``#``, a control character or a lone surrogate (the message names
+            ``name``, never the value).
     """
     if not isinstance(value, str) or not value.strip():
         raise InvalidInputError(f"{name} must be a non-empty string")
+    if value in (".", ".."):
+        raise InvalidInputError(f"{name} must not be '.' or '..'")
     if "/" in value or "?" in value or "#" in value:
         raise InvalidInputError(f"{name} must not contain '/', '?' or '#'")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise InvalidInputError(f"{name} must not contain control characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInputError(f"{name} must be valid text (it holds a lone surrogate)") from None
     return value
+
+
+def route(template: str, **ids: object) -> str:
+    """The one way a resource builds a path: each ``{name}`` is an id, checked and percent-encoded.
+
+    Every id is one path segment (``quote(id, safe="")``), so no id can leave its route:
+    ``%2F`` goes out as ``%252F``, and ``.``/``..`` are refused rather than collapsed.
+
+    Args:
+        template: the route, e.g. ``"/agent-execution/{task_id}/status"``.
+        **ids: the value of each ``{name}`` in the template.
+
+    Returns:
+        The path to send.
+
+    Raises:
+        InvalidInputError: an id fails :func:`check_id` (the message names it).
+    """
+    return template.format(**{name: quote(check_id(name, value), safe="") for name, value in ids.items()})
 
 
 class Resource:

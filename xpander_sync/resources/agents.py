@@ -9,7 +9,7 @@ from ..config import ENV_AGENT_ID
 from ..errors import MissingAgentError, ResponseDecodeError
 from ..models.agent import Agent, AgentsListItem
 from ..models.task import Task
-from ._base import Resource, check_id, version_header
+from ._base import Resource, route, version_header
 from .tasks import Tasks
 
 
@@ -42,8 +42,8 @@ class Agents(Resource):
             ResponseDecodeError: the answer is not a JSON object.
             ModuleException: any other platform or transport failure.
         """
-        check_id("agent_id", agent_id)
-        data = self._transport.request("GET", f"/agents/{agent_id}", headers=version_header(version)).data
+        path = route("/agents/{agent_id}", agent_id=agent_id)
+        data = self._transport.request("GET", path, headers=version_header(version)).data
         if not isinstance(data, dict):
             raise ResponseDecodeError("Agent", ["expected a JSON object @ $"])
         return data
@@ -118,8 +118,7 @@ class Agents(Resource):
             InvalidInputError: a bad ``agent_id``.
             ModuleException: the platform refused or could not be reached.
         """
-        check_id("agent_id", agent_id)
-        return self._transport.request("GET", f"/agents/{agent_id}/db").data
+        return self._transport.request("GET", route("/agents/{agent_id}/db", agent_id=agent_id)).data
 
     aget = async_twin(get)
     alist = async_twin(list)

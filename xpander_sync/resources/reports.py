@@ -20,7 +20,7 @@ from .._converter import unstructure
 from ..errors import InvalidInputError
 from ..models.task import Task
 from ..models.tokens import Tokens
-from ._base import Resource, check_id
+from ._base import Resource, route
 
 #: The report body keys, all always present.
 REPORT_KEYS = ("id", "input", "llm_response", "tokens", "is_success", "result", "duration", "used_tools")
@@ -160,10 +160,8 @@ class Reports(Resource):
             InvalidInputError: ``agent_id`` is unusable in a path.
             ModuleException: the platform refused it or could not be reached.
         """
-        check_id("agent_id", agent_id)
-        return self._transport.request(
-            "POST", f"/agent-execution/{agent_id}/report_task", json=body, repeatable=True
-        ).data
+        path = route("/agent-execution/{agent_id}/report_task", agent_id=agent_id)
+        return self._transport.request("POST", path, json=body, repeatable=True).data
 
     def task(self, answer: Any) -> Task:
         """Decode the answer of :meth:`send` into the recorded task, bound to this resource.

@@ -14,7 +14,7 @@ from ..errors import InvalidInputError, ResponseDecodeError
 from ..models.agent import MCPServerDetails
 from ..models.common import AgentExecutionStatus, OutputFormat, ThinkMode
 from ..models.task import Task, User
-from ._base import Resource, check_id, version_header
+from ._base import Resource, check_id, route, version_header
 
 logger = logging.getLogger(__name__)
 
@@ -244,8 +244,8 @@ class Tasks(Resource):
             NotFoundError: no such task.
             ModuleException: any other platform or transport failure.
         """
-        check_id("task_id", task_id)
-        return self._structure(self._transport.request("GET", f"/agent-execution/{task_id}/status").data, Task)
+        path = route("/agent-execution/{task_id}/status", task_id=task_id)
+        return self._structure(self._transport.request("GET", path).data, Task)
 
     def create(self, agent_id: str, prompt: str = "", *, agent_version: Union[int, str, None] = None,
                source: Optional[str] = None, file_urls: Optional[List[str]] = None, **options: Any) -> Task:
@@ -291,10 +291,8 @@ class Tasks(Resource):
             InvalidInputError: a bad ``agent_id`` or ``agent_version``.
             ModuleException: the platform refused or could not be reached.
         """
-        check_id("agent_id", agent_id)
-        data = self._transport.request(
-            "POST", f"/agent-execution/{agent_id}", json=body, headers=version_header(agent_version)
-        ).data
+        path = route("/agent-execution/{agent_id}", agent_id=agent_id)
+        data = self._transport.request("POST", path, json=body, headers=version_header(agent_version)).data
         return self._structure(data, Task)
 
     def save(self, task: Task, *, with_deep_plan_update: bool = False) -> Task:
@@ -314,7 +312,8 @@ class Tasks(Resource):
         if not isinstance(task, Task):
             raise InvalidInputError("task must be an xpander_sync.Task")
         body = task_save_body(task, with_deep_plan_update=with_deep_plan_update)
-        data = self._transport.request("PATCH", f"/agent-execution/{check_id('task.id', task.id)}/update",
+        check_id("task.id", task.id)
+        data = self._transport.request("PATCH", route("/agent-execution/{task_id}/update", task_id=task.id),
                                        json=body).data
         return self._structure(data, Task)
 
@@ -361,7 +360,7 @@ class Tasks(Resource):
             body["last_executed_node_id"] = last_executed_node_id
         if result is not None:
             body["result"] = result
-        data = self._transport.request("PATCH", f"/agent-execution/{task_id}/update", json=body,
+        data = self._transport.request("PATCH", route("/agent-execution/{task_id}/update", task_id=task_id), json=body,
                                        timeout=timeout).data
         return self._structure(data, Task)
 
@@ -378,8 +377,8 @@ class Tasks(Resource):
             InvalidInputError: ``task_id`` is empty or contains ``/``, ``?`` or ``#``.
             ModuleException: the platform refused it or could not be reached.
         """
-        check_id("task_id", task_id)
-        return self._structure(self._transport.request("DELETE", f"/agent-execution/{task_id}").data, Task)
+        path = route("/agent-execution/{task_id}", task_id=task_id)
+        return self._structure(self._transport.request("DELETE", path).data, Task)
 
     def download_text(self, url: str, timeout: float = 10.0) -> str:
         """Download a task's input file as text, for :meth:`Task.to_message <xpander_sync.Task.to_message>`.

@@ -22,7 +22,7 @@ from .._async import async_twin
 from .._converter import unstructure
 from ..errors import InvalidInputError
 from ..models.task import Task
-from ._base import Resource, check_id
+from ._base import Resource, check_id, route
 
 #: Read timeout (seconds) of a worker event POST (heartbeat, capacity), as the official SDK.
 EVENT_POST_TIMEOUT = 10.0
@@ -95,8 +95,7 @@ class Workers(Resource):
             InvalidInputError: a bad ``agent_id``.
             ConfigurationError: no organization id is set.
         """
-        check_id("agent_id", agent_id)
-        return f"{self.configuration.events_root}/events/{agent_id}/"
+        return self.configuration.events_root + route("/events/{agent_id}/", agent_id=agent_id)
 
     def open_stream(self, agent_id: str, *, environment: str, idle_timeout: float) -> requests.Response:
         """Open the agent's event stream; the platform registers a worker on it.
@@ -157,7 +156,7 @@ class Workers(Resource):
         self._post_event(worker_id, agent_id, "worker-capacity-update", {"is_busy": bool(is_busy)})
 
     def _post_event(self, worker_id: str, agent_id: str, event: str, data: Any) -> None:
-        url = f"{self.configuration.events_root}/events/{check_id('worker_id', worker_id)}"
+        url = self.configuration.events_root + route("/events/{worker_id}", worker_id=worker_id)
         body = {"id": str(uuid.uuid4()), "event": event, "data": data}
         self._transport.request(
             "POST", "", url=url, params={"type": "worker", "agent_id": agent_id}, json=body,
@@ -176,8 +175,9 @@ class Workers(Resource):
             InvalidInputError: the task has no ``tokens``, or an unusable ``agent_id``.
             ModuleException: the platform refused it or could not be reached.
         """
-        agent_id = check_id("task.agent_id", task.agent_id)
-        self._transport.request("POST", f"/agents-metrics/{agent_id}/execution", json=build_metrics_body(task))
+        check_id("task.agent_id", task.agent_id)
+        path = route("/agents-metrics/{agent_id}/execution", agent_id=task.agent_id)
+        self._transport.request("POST", path, json=build_metrics_body(task))
 
     aopen_stream = async_twin(open_stream)
     aheartbeat = async_twin(heartbeat)
