@@ -17,6 +17,7 @@ from xpander_sync import (
     Backend,
     Configuration,
     ConflictError,
+    InvalidInputError,
     ModuleException,
     NotFoundError,
     PermissionDeniedError,
@@ -32,7 +33,7 @@ from xpander_sync import (
 )
 from xpander_sync.transport import Transport, shared_transport
 
-from .conftest import BASE, SENTINEL_KEY
+from .conftest import BASE, SENTINEL_KEY, load_fixture
 
 
 def refused() -> requests.exceptions.ConnectionError:
@@ -312,3 +313,53 @@ def test_pool_is_sized_from_configuration(config):
 
 def test_responses_patch_is_active():
     assert responses  # the suite depends on responses patching HTTPAdapter.send
+
+
+# -- issue 16, finding 4: JSON nested deeper than Python's stack is a typed error ----------------------
+
+DEEP = 200_000
+
+
+def test_a_deeply_nested_2xx_body_is_a_decode_error(mocked, transport):
+    mocked.get(f"{BASE}/agents/a1", body="[" * DEEP + "]" * DEEP)
+    with pytest.raises(ResponseDecodeError):
+        transport.request("GET", "/agents/a1")
+
+
+def test_a_deeply_nested_error_body_still_gives_the_status_error(mocked, transport):
+    mocked.get(f"{BASE}/agents/a1", body="[" * DEEP, status=404)
+    with pytest.raises(NotFoundError):
+        transport.request("GET", "/agents/a1")
+
+
+def test_a_body_that_cannot_be_json_is_invalid_input_and_nothing_is_sent(mocked, transport):
+    deep: list = []
+    for _ in range(DEEP // 10):
+        deep = [deep]
+    for body in (deep, {"x": object()}, {"x": float("nan")}, {"x": "\ud800"}):
+        with pytest.raises(InvalidInputError, match="cannot be sent as JSON"):
+            transport.request("POST", "/x", json=body)
+    assert len(mocked.calls) == 0
+
+
+def test_deep_input_to_the_backend_is_a_typed_error_or_plain_text(mocked, config):
+    from xpander_sync import Backend
+
+    deep: list = []
+    for _ in range(DEEP // 10):
+        deep = [deep]
+    with pytest.raises(InvalidInputError, match="llm_response"):
+        Backend(config).report_external_task(agent_id="agt-1", llm_response=deep)
+    mocked.post(f"{BASE}/agent-execution/agt-1", json=load_fixture("create_task_response"))
+    prompt = '{"a":' * 20_000 + "1" + "}" * 20_000  # not a task reference: sent as the prompt text
+    Backend(config).invoke_agent(agent_id="agt-1", prompt=prompt)
+    assert len(mocked.calls) == 1
+
+
+def test_a_reason_phrase_echoing_the_key_is_scrubbed(transport):
+    # A server whose reason phrase echoes the key, with an empty body (issue 16, finding 7).
+    response = requests.Response()
+    response.status_code, response._content = 502, b""
+    response.reason = f"Bad Gateway for key {SENTINEL_KEY}"
+    message = transport._server_message(response)
+    assert SENTINEL_KEY not in message and message.startswith("Bad Gateway for key")

@@ -338,7 +338,7 @@ def _task_id_from_prompt(prompt: Any) -> Optional[str]:
         return None
     try:
         parsed = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if isinstance(parsed, dict) and "xpander_task_id" in parsed:
         value = parsed["xpander_task_id"]

@@ -35,6 +35,7 @@ from ._version import __version__
 from .config import Configuration
 from .errors import (
     APIError,
+    InvalidInputError,
     RateLimitError,
     RequestTimeoutError,
     ResponseDecodeError,
@@ -222,7 +223,7 @@ class Transport:
             send_headers.update(headers)
         body: Optional[bytes] = None
         if json is not _UNSET and method not in ("GET", "DELETE", "HEAD"):
-            body = _json.dumps(json, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            body = _encode_body(json, method, route)
             send_headers["Content-Type"] = "application/json"
         query = _encode_params(params) if params else None
         timeout = timeout or self.configuration.timeout
@@ -345,7 +346,7 @@ class Transport:
             return None
         try:
             return _json.loads(content)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
             ctype = response.headers.get("Content-Type", "unknown")
             raise ResponseDecodeError(
                 f"response of {method} {route}",
@@ -361,14 +362,14 @@ class Transport:
         message = text
         try:
             data = _json.loads(text) if text else None
-        except ValueError:
+        except (ValueError, RecursionError):
             data = None
         if isinstance(data, dict):
             for key in ("detail", "message", "error", "description"):
                 if isinstance(data.get(key), str) and data[key]:
                     message = data[key]
                     break
-        message = scrub(message.strip(), self._secrets) or (response.reason or "no message")
+        message = scrub(message.strip(), self._secrets) or scrub(response.reason or "", self._secrets) or "no message"
         if len(message) > _MESSAGE_LIMIT:
             message = message[:_MESSAGE_LIMIT] + "..."
         return message
@@ -484,3 +485,15 @@ def reset_shared_transports() -> None:
         _shared.clear()
     for transport in transports:
         transport.close()
+
+
+def _encode_body(value: Any, method: str, route: str) -> bytes:
+    """The JSON body, or :class:`InvalidInputError` (never a raw ``TypeError``/``RecursionError``)."""
+    try:
+        return _json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError, RecursionError, UnicodeEncodeError) as exc:
+        kind = "nested too deeply" if isinstance(exc, RecursionError) else type(exc).__name__
+        raise InvalidInputError(
+            f"the body of {method} {route} cannot be sent as JSON ({kind}): pass JSON values "
+            "(dict, list, str, number, bool, None), without NaN/Infinity or lone surrogates"
+        ) from None

@@ -60,7 +60,7 @@ def _jsonable(value: Any, field: str) -> Any:
         value = value.model_dump(mode="json")
     try:
         json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         raise InvalidInputError(
             f"{field} must be JSON-serialisable (a dict, list, str, number, bool, None, or an "
             f"attrs/dataclass/pydantic object); got {type(value).__name__}"

@@ -130,7 +130,7 @@ def result_text(value: Any) -> Optional[str]:
         value = unstructure(value)
     try:
         return json.dumps(value, ensure_ascii=False, default=str)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return str(value)
 
 
@@ -209,7 +209,7 @@ class Runner:
         """
         try:
             data = event.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             logger.error("agent-execution event without JSON data; skipped")
             return
         task_id = data.get("id") if isinstance(data, dict) else None

@@ -193,9 +193,9 @@ class StreamReader:
             data = json.loads(text)
             if isinstance(data, dict) and isinstance(data.get("detail"), str):
                 detail = data["detail"]
-        except ValueError:
+        except (ValueError, RecursionError):
             pass
-        detail = scrub(detail, self._secrets)[:300] or (response.reason or "no message")
+        detail = scrub(detail, self._secrets)[:300] or scrub(response.reason or "", self._secrets) or "no message"
         hint = " (check the API key: XPANDER_API_KEY)" if status in (401, 403) else ""
         return f"HTTP {status}: {detail}{hint}"
 
