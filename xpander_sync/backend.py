@@ -13,18 +13,19 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 import attrs
 
-from ._async import async_twin
+from ._async import async_twin, caller_loop
 from ._background import dispatcher_for
 from ._converter import unstructure
 from .config import ENV_AGENT_ID, Configuration
 from .errors import ConfigurationError, InvalidInputError, MissingAgentError, ModuleException
+from .frameworks import dispatch_get_args
+from .frameworks._context import BuildContext
 from .models.agent import Agent
 from .models.common import OutputFormat
 from .models.task import Task, User
 from .models.tokens import Tokens
 from .outbox import FlushResult, Outbox, QueuedReport, is_retryable_later
-from .resources._base import Resource
-from .resources._base import check_id, version_header
+from .resources._base import Resource, check_id, version_header
 from .resources.agents import Agents
 from .resources.tasks import Tasks, build_create_task_body
 from .transport import Transport
@@ -395,7 +396,7 @@ class Backend(Resource):
         when the result has ``members``). Works with and without a task.
 
         Args:
-            agent_id: the agent to load (``GET /agents/{id}``, cached for ``agent_cache_ttl``).
+            agent_id: the agent to load (as :meth:`Agents.get_raw`, cached for ``agent_cache_ttl``).
             agent: an already loaded :class:`Agent` (wins over ``agent_id``; not modified).
             agent_version: load this version (``x-agent-version``); ignored with ``agent=``.
             task: the task being run: its user, ids, instructions/output overrides and MCP
@@ -417,10 +418,6 @@ class Backend(Resource):
             AuthenticationRequiredError: an MCP server needs a login that did not complete.
             ModuleException: the platform refused a request or could not be reached.
         """
-        from ._async import caller_loop
-        from .frameworks import dispatch_get_args
-        from .frameworks._context import BuildContext
-
         if task is not None and not isinstance(task, Task):
             raise InvalidInputError("task must be an xpander_sync.Task (or None)")
         if override is not None and not isinstance(override, Mapping):
