@@ -376,7 +376,8 @@ class AgnoAdapter(Adapter):
                 params = params_class(url=str(server.url), headers=detail, timeout=MCP_HTTP_TIMEOUT,
                                       sse_read_timeout=MCP_SSE_READ_TIMEOUT)
             toolkits.append(
-                MCPTools(transport=cast(Any, kind), server_params=params, include_tools=list(server.allowed_tools) or None,
+                MCPTools(transport=cast(Any, kind), server_params=params,
+                         include_tools=list(server.allowed_tools) or None,
                          timeout_seconds=MCP_TOOL_TIMEOUT, tool_name_prefix=MCP_TOOL_PREFIX)
             )
         return toolkits
