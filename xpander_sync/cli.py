@@ -45,6 +45,7 @@ from .errors import (
     UnsupportedFrameworkError,
     XpanderError,
 )
+from .frameworks import ADAPTERS
 from .summary import summarize_args
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_QUEUED = 0, 1, 2, 3
@@ -94,7 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     args = commands.add_parser("args", help="resolve an agent's framework arguments and summarise them")
     args.add_argument("agent_id", nargs="?", help="agent id (default: XPANDER_AGENT_ID)")
     args.add_argument("--version", dest="agent_version", type=int, help="agent version")
-    args.add_argument("--framework", help="build for this framework instead of the agent's own")
+    args.add_argument(
+        "--framework", metavar="NAME",
+        help=f"build for this framework instead of the agent's own ({', '.join(ADAPTERS)}, or a registered one)",
+    )
     args.add_argument("--json", action="store_true")
 
     report = commands.add_parser("report", help="report a task that ran outside the platform")

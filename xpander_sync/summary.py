@@ -1,18 +1,40 @@
-"""A printable summary of resolved constructor arguments (for the CLI and the quickstart)."""
+"""A printable summary of resolved constructor arguments (for the CLI and the quickstart).
+
+The constructor each framework's arguments are for comes from its adapter class
+(:attr:`Adapter.constructor <xpander_sync.frameworks.Adapter.constructor>`, read through the
+registry), so this module names no framework itself.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
-#: framework name -> what its arguments are for (the agno team case is decided by ``members``)
-CONSTRUCTORS = {
-    "agno": "agno.agent.Agent",
-    "open-ai-agents": "agents.Agent",
-    "langchain": "langchain.agents.create_agent",
-    "strands-agents": "strands.Agent",
-    "google-adk": "google.adk.agents.LlmAgent",
-    "pydantic-ai": "pydantic_ai.Agent",
-}
+from .errors import UnsupportedFrameworkError
+from .frameworks import builtin_adapters, get_adapter
+
+
+def __getattr__(name: str) -> Any:
+    # ``CONSTRUCTORS`` (framework name -> what its arguments are for; the agno team case is
+    # decided by ``members``), computed from the registry on access.
+    if name == "CONSTRUCTORS":
+        return {adapter.name: adapter.constructor for adapter in builtin_adapters()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def constructor_for(framework: str, args: Dict[str, Any]) -> str:
+    """The dotted name of what ``args`` are for, from the framework's adapter (``framework`` itself if none).
+
+    Args:
+        framework: the framework name.
+        args: the built arguments (agno answers ``agno.team.Team`` when they have ``members``).
+
+    Returns:
+        The dotted constructor name.
+    """
+    try:
+        return get_adapter(framework).constructor_for(args)
+    except UnsupportedFrameworkError:
+        return framework
 
 
 def _name_of(obj: Any) -> str:
@@ -38,10 +60,7 @@ def summarize_args(args: Dict[str, Any], framework: Optional[str] = None) -> Dic
     db = args.get("db")
     members = args.get("members") or []
     output_schema = args.get("output_schema")
-    name = framework or "agno"
-    constructor = CONSTRUCTORS.get(name, name)
-    if name == "agno" and members:
-        constructor = "agno.team.Team"
+    constructor = constructor_for(framework or "agno", args)
     summary: Dict[str, Any] = {
         "framework_class": constructor,
         "id": args.get("id"),

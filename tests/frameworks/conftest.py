@@ -1,18 +1,21 @@
 """Shared pieces of the framework-adapter tests (real framework objects, no LLM, no network).
 
-* A test module whose framework is not installed is skipped at collection, with the
-  extra to install as the reason; only a missing *distribution* skips (a broken install
-  fails loudly). Each adapter's tox env installs its framework, so nothing skips there.
+* Each test for one framework carries ``@pytest.mark.framework("<adapter name>")`` (a
+  module's ``pytestmark``, or the contract test's parameters) and skips through
+  ``pytest.importorskip`` when the framework is not installed.
+* ``--framework NAME`` (``pytest tests/frameworks --framework langchain``, what each
+  framework's tox env runs) keeps only that framework's tests, and fails instead of
+  skipping when the framework is missing: an env must not pass by skipping its share.
 * ``no_network`` (autouse): any socket connection or name lookup outside the loopback
   fails the test, even when the library swallowed the error (``responses`` intercepts
   the platform calls before a socket is opened).
-* The adapters are registered for the test when the built-in registry lacks them.
+* ``openai_env``: ``OPENAI_API_KEY`` set, for the tests that build OpenAI models.
 """
 
 from __future__ import annotations
 
 import copy
-import importlib.metadata
+import importlib
 import json
 import os
 import socket
@@ -22,6 +25,7 @@ from typing import Any, Dict, Iterator, List, Optional
 import pytest
 
 from xpander_sync._converter import structure
+from xpander_sync.frameworks import ADAPTERS, get_adapter
 from xpander_sync.models import Agent, MCPServerDetails, Task
 from xpander_sync.models.tools import ToolInvocationResult
 
@@ -29,24 +33,6 @@ from ..conftest import BASE, load_fixture
 
 # litellm fetches a model price list from GitHub when imported, unless told not to.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
-#: test file -> (distribution that must be installed, extra that installs it)
-FRAMEWORK_OF_FILE = {
-    "test_openai_agents.py": ("openai-agents", "openai-agents"),
-    "test_langchain.py": ("langchain", "langchain"),
-    "test_strands.py": ("strands-agents", "strands-agents"),
-    "test_google_adk.py": ("google-adk", "google-adk"),
-    "test_pydantic_ai.py": ("pydantic-ai-slim", "pydantic-ai"),
-}
-
-#: framework name -> builder path (registered for the tests when the registry lacks it)
-BUILDERS = {
-    "open-ai-agents": "xpander_sync.frameworks.openai_agents:build_openai_agents_args",
-    "langchain": "xpander_sync.frameworks.langchain:build_langchain_args",
-    "strands-agents": "xpander_sync.frameworks.strands:build_strands_args",
-    "google-adk": "xpander_sync.frameworks.google_adk:build_google_adk_args",
-    "pydantic-ai": "xpander_sync.frameworks.pydantic_ai:build_pydantic_ai_args",
-}
 
 FIXTURE_OF = {
     "agt-openai": "agent_openai",
@@ -68,30 +54,42 @@ ACCEPTANCE_AGENTS = ("agt-openai", "agt-anthropic", "agt-json", "agt-team")
 ORG_HEADERS = {"X-Org-Trace": "fake-org-trace"}
 
 
-def _missing(distribution: str) -> bool:
-    try:
-        importlib.metadata.distribution(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return True
-    return False
+def require_framework(name: str) -> Any:
+    """``pytest.importorskip`` of the adapter's framework module (the reason names the extra)."""
+    adapter = get_adapter(name)
+    return pytest.importorskip(adapter.requires, reason=adapter.missing_message())
 
 
-class _MissingFramework(pytest.Module):
-    """A test module whose framework is not installed: collected as one skip with the reason."""
-
-    reason = ""
-
-    def collect(self) -> List[Any]:
-        pytest.skip(self.reason)
+# -- selecting one framework ------------------------------------------------------------------
 
 
-def pytest_pycollect_makemodule(module_path: Path, parent: Any) -> Optional[pytest.Module]:
-    needed = FRAMEWORK_OF_FILE.get(module_path.name)
-    if needed is None or not _missing(needed[0]):
-        return None
-    module = _MissingFramework.from_parent(parent, path=module_path)
-    module.reason = f'{needed[0]} is not installed: pip install "xpander-sync[{needed[1]}]"'
-    return module
+def pytest_addoption(parser: Any) -> None:
+    parser.addoption(
+        "--framework", action="store", default=None, choices=sorted(ADAPTERS),
+        help="run only this framework's adapter tests (and fail if the framework is not installed)",
+    )
+
+
+def pytest_configure(config: Any) -> None:
+    name = config.getoption("--framework", default=None)
+    if name:
+        try:
+            importlib.import_module(get_adapter(name).requires)
+        except ImportError:
+            raise pytest.UsageError(f"--framework {name}: {get_adapter(name).missing_message()}") from None
+
+
+def pytest_collection_modifyitems(config: Any, items: List[Any]) -> None:
+    name = config.getoption("--framework", default=None)
+    if not name:
+        return
+    keep, drop = [], []
+    for item in items:
+        marker = item.get_closest_marker("framework")
+        (keep if marker is not None and marker.args and marker.args[0] == name else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 # -- no network -------------------------------------------------------------------------------
@@ -136,20 +134,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[List[str]]:
     assert not attempts, f"network attempted: {attempts}"
 
 
-@pytest.fixture(autouse=True)
-def adapters_registered() -> Iterator[None]:
-    """Register the adapters the built-in registry does not know yet (removed afterwards)."""
-    import xpander_sync.frameworks as registry
-
-    added = [name for name in BUILDERS if name not in registry._registry]
-    for name in added:
-        registry.register_framework(name, BUILDERS[name])
-    yield
-    for name in added:
-        registry.unregister_framework(name)
-
-
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def openai_env(clean_environ: None, monkeypatch: pytest.MonkeyPatch) -> str:
     """``OPENAI_API_KEY`` set (after the environment was cleaned): OpenAI models need a key to build."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-env-openai")
@@ -182,7 +167,8 @@ def make_task(**changes: Any) -> Task:
 class FakeContext:
     """Records what an adapter asks of the platform."""
 
-    def __init__(self, *, members: Optional[Dict[str, Agent]] = None) -> None:
+    def __init__(self, *, members: Optional[Dict[str, Agent]] = None, db_uri: Optional[str] = None) -> None:
+        self.db_uri = db_uri
         self.calls: List[Any] = []
         self.tool_result: Optional[ToolInvocationResult] = None
         self.members = members or {}
@@ -192,8 +178,11 @@ class FakeContext:
         self.calls.append("org_llm_headers")
         return dict(ORG_HEADERS)
 
-    def db_connection_uri(self, agent: Agent) -> str:  # pragma: no cover - must not be asked
-        raise AssertionError("session storage is agno-only")
+    def db_connection_uri(self, agent: Agent) -> str:
+        if self.db_uri is None:  # pragma: no cover - must not be asked
+            raise AssertionError("session storage is agno-only")
+        self.calls.append(("db", agent.id))
+        return self.db_uri
 
     def load_agents(self, ids: List[str]) -> List[Agent]:
         self.calls.append(("load_agents", list(ids)))
@@ -223,16 +212,21 @@ MCP_TASK_SERVERS = [
 # -- the platform over responses --------------------------------------------------------------
 
 
-def mock_platform(mocked: Any, *agent_ids: str, headers: bool = True) -> None:
-    """GET /agents/{id} for each agent, and the organization's LLM headers."""
+DB = {"id": "db-1", "name": "db", "connection_uri": {"uri": "postgresql://u:p@db.example:5432/x"}}
+
+
+def mock_platform(mocked: Any, *agent_ids: str, headers: bool = True, db: bool = False) -> None:
+    """GET /agents/{id} for each agent (and its DB settings with ``db``), and the organization's LLM headers."""
     for agent_id in agent_ids:
         mocked.get(f"{BASE}/agents/{agent_id}", json=agent_payload(agent_id))
+        if db:
+            mocked.get(f"{BASE}/agents/{agent_id}/db", json=DB)
     if headers:
         mocked.get(f"{BASE}/metadata/default_llm_extra_headers", json=dict(ORG_HEADERS, **{"X-Empty-Dropped": ""}))
 
 
-def mock_members(mocked: Any) -> None:
-    mock_platform(mocked, "agt-anthropic", "agt-sub-b", headers=False)
+def mock_members(mocked: Any, *, db: bool = False) -> None:
+    mock_platform(mocked, "agt-anthropic", "agt-sub-b", headers=False, db=db)
 
 
 def mock_operation(mocked: Any, tool_id: str = "XpanderCrmSearchContacts", agent_id: str = "agt-openai") -> None:

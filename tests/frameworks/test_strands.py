@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import subprocess
-import sys
 
 import pytest
+
+pytest.importorskip("strands", reason='strands-agents is not installed: pip install "xpander-sync[strands-agents]"')
 from pydantic import ValidationError
 from strands import Agent as StrandsAgent
 from strands.models.anthropic import AnthropicModel
@@ -16,16 +16,14 @@ from strands.models.openai import OpenAIModel
 from strands.models.openai_responses import OpenAIResponsesModel
 from strands.tools.tools import PythonAgentTool
 
-from xpander_sync import Backend, ConfigurationError, FrameworkNotInstalledError, InvalidInputError
-from xpander_sync.frameworks import _tools, dispatch_get_args
+from xpander_sync import Backend
+from xpander_sync.frameworks import _tools
 from xpander_sync.frameworks.strands import build_strands_args, pydantic_model_from_schema
-from xpander_sync.models.tools import ToolInvocationResult
 
 from .conftest import (
     ACCEPTANCE_AGENTS,
     MCP_TASK_SERVERS,
     ORG,
-    VERIFIED_BODY,
     FakeContext,
     assert_operation_posted,
     make_agent,
@@ -36,6 +34,7 @@ from .conftest import (
 )
 
 NAME = "strands-agents"
+pytestmark = [pytest.mark.framework(NAME), pytest.mark.usefixtures("openai_env")]
 
 
 def build(agent, task=None, context=None, **kw):
@@ -81,11 +80,6 @@ def test_tool_call_through_a_direct_call_and_stream_posts_the_operation(mocked, 
     assert_operation_posted(mocked)
 
 
-def test_the_agents_own_framework_is_used_by_default():
-    args = dispatch_get_args(make_agent(framework="strands-agents"), make_task(), context=FakeContext())
-    assert isinstance(args["model"], OpenAIModel)
-
-
 # -- identity, instructions -------------------------------------------------------------------------
 
 
@@ -107,12 +101,6 @@ def test_openai_model_key_headers_and_settings():
     assert type(model) is OpenAIModel and model.config["model_id"] == "gpt-4.1"
     assert model.client_args == {"api_key": "sk-env-openai", "default_headers": {"X-Org-Trace": "fake-org-trace"}}
     assert model.config["params"] == {"temperature": 0.0, "user": ORG, "prompt_cache_key": f"{ORG}:agt-openai"}
-
-
-def test_openai_without_any_key_is_a_configuration_error(monkeypatch):
-    monkeypatch.delenv("OPENAI_API_KEY")
-    with pytest.raises(ConfigurationError, match="no OpenAI API key"):
-        build(make_agent())
 
 
 @pytest.mark.parametrize(
@@ -145,12 +133,6 @@ def test_openai_compatible_provider_gets_its_endpoint_and_no_env_key():
     model = build(make_agent(model_provider="fireworks", model_name="accounts/x/models/y"))["model"]
     assert model.client_args["base_url"] == "https://api.fireworks.ai/inference/v1"
     assert model.client_args["api_key"] == "EMPTY"
-
-
-@pytest.mark.parametrize("provider", ["amazon_bedrock", "google_ai_studio", "azure_ai_foundary", "huggingface"])
-def test_unmapped_providers_are_refused_naming_provider_and_framework(provider):
-    with pytest.raises(InvalidInputError, match=rf"model provider '{provider}' is not supported by the {NAME}"):
-        build(make_agent(model_provider=provider))
 
 
 # -- structured output ----------------------------------------------------------------------------
@@ -207,19 +189,6 @@ def test_tool_schema_verbatim_and_optional_parameters_stay_optional():
     assert note.tool_spec["description"] == "Attach a free-text note to a CRM contact."
 
 
-def test_tool_calls_carry_this_builds_agent_and_task_and_errors_reach_the_model():
-    context = FakeContext()
-    first = build(make_agent(), make_task(id="task-1"), context)["tools"][0]
-    second = build(make_agent(version=9), make_task(id="task-2"), context)["tools"][0]
-    stream_result(first, {"query_params": {"q": "ada"}})
-    stream_result(second, {"query_params": {"q": "ada"}})
-    calls = [c for c in context.calls if c[0] == "invoke_tool"]
-    assert [c[2] for c in calls] == ["task-1", "task-2"] and calls[0][4] == VERIFIED_BODY
-    context.tool_result = ToolInvocationResult(tool_id="t", payload={}, status_code=404, result="gone", is_error=True)
-    failed = stream_result(first, {"query_params": {"q": "x"}})
-    assert failed["status"] == "error" and json.loads(failed["content"][0]["text"])["result"] == "gone"
-
-
 def test_extra_tools_are_appended_and_override_applies_last():
     def lookup(city: str) -> str:
         """Look up a city."""
@@ -263,24 +232,6 @@ def test_team_members_become_agents_as_tools_with_their_own_models():
     assert args["tools"][0].tool_spec["description"].startswith("Delegate a request to the team member")
 
 
-def test_a_team_containing_itself_is_refused():
-    looping = make_agent("agt-team", graph=[{"item_id": "agt-team", "type": "agent", "targets": []}])
-    with pytest.raises(InvalidInputError, match="contains itself"):
-        build(looping, None, FakeContext(members={"agt-team": looping}))
-
-
 # -- installation -------------------------------------------------------------------------------------
 
 
-def test_missing_framework_names_the_extra(monkeypatch):
-    monkeypatch.setitem(sys.modules, "strands", None)
-    with pytest.raises(FrameworkNotInstalledError, match=r'pip install "xpander-sync\[strands-agents\]"'):
-        build(make_agent())
-
-
-def test_importing_the_adapter_imports_no_framework():
-    code = (
-        "import sys, xpander_sync.frameworks.strands as m\n"
-        "assert 'strands' not in sys.modules and m.__name__ == 'xpander_sync.frameworks.strands'\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)

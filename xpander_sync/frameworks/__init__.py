@@ -1,9 +1,13 @@
-"""Framework adapters: turn a platform agent into one framework's constructor arguments.
+"""The adapter registry: which framework adapter builds an agent's constructor arguments.
 
-An *adapter* is a builder function
-``builder(agent, task, override, tools, auth_events_callback, context) -> dict``,
-registered under a framework name. :func:`dispatch_get_args` (what
-``Backend.get_args`` calls) picks it and returns its dict.
+A built-in adapter is a subclass of :class:`~xpander_sync.frameworks._adapter.Adapter`
+in its own module, listed on one line of :data:`ADAPTERS`; everything per framework (the
+summary's constructor names, the CLI's framework list, the docs table, the tests) reads
+that table. A *builder* is any callable
+``builder(agent, task, override, tools, auth_events_callback, context) -> dict``: an
+adapter's is its :meth:`~xpander_sync.frameworks._adapter.Adapter.build`, and third
+parties may register a plain function. :func:`dispatch_get_args` (what
+``Backend.get_args`` calls) picks the builder and returns its dict.
 
 **Which adapter.** An explicit ``framework=`` argument wins; otherwise the agent's
 ``framework`` field; an absent or empty field means ``agno``. Built in: ``agno``,
@@ -17,9 +21,11 @@ say, LangChain: a silent surprise. Here the caller opts in: pass ``framework="ag
 build agno arguments for any agent. The caller's :class:`~xpander_sync.Agent` is never
 modified.
 
-**Lazy loading.** Built-in adapters are registered as ``"module:function"`` strings and
-imported on first use, so ``import xpander_sync.frameworks`` imports no framework.
-Third-party adapters can be registered with :func:`register_framework`, or through the
+**Lazy loading.** Built-in adapters are registered as ``"module:Class"`` strings and
+imported on first use; no adapter module imports its framework at import time, so
+``import xpander_sync.frameworks`` imports no framework.
+Third-party adapters (an :class:`Adapter` subclass or a builder function) can be
+registered with :func:`register_framework`, or through the
 ``xpander_sync.frameworks`` entry-point group (name = framework, value = builder); the
 group is scanned once, only when a name is not registered yet or when the supported list
 is asked for. An entry point never replaces a built-in or explicitly registered adapter.
@@ -30,10 +36,11 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Type, Union
 
 from ..errors import InvalidInputError, UnsupportedFrameworkError
 from ..models.common import Framework
+from ._adapter import Adapter
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..models.agent import Agent
@@ -50,24 +57,33 @@ ENTRY_POINT_GROUP = "xpander_sync.frameworks"
 #: The framework used when the agent names none.
 DEFAULT_FRAMEWORK = "agno"
 
-_BUILTIN: Dict[str, str] = {
-    "agno": "xpander_sync.frameworks.agno:build_agno_args",
-    "open-ai-agents": "xpander_sync.frameworks.openai_agents:build_openai_agents_args",
-    "langchain": "xpander_sync.frameworks.langchain:build_langchain_args",
-    "strands-agents": "xpander_sync.frameworks.strands:build_strands_args",
-    "google-adk": "xpander_sync.frameworks.google_adk:build_google_adk_args",
-    "pydantic-ai": "xpander_sync.frameworks.pydantic_ai:build_pydantic_ai_args",
+#: The built-in adapters, one line per framework: name -> ``"module:Adapter subclass"``.
+ADAPTERS: Dict[str, str] = {
+    "agno": "xpander_sync.frameworks.agno:AgnoAdapter",
+    "open-ai-agents": "xpander_sync.frameworks.openai_agents:OpenAIAgentsAdapter",
+    "langchain": "xpander_sync.frameworks.langchain:LangChainAdapter",
+    "strands-agents": "xpander_sync.frameworks.strands:StrandsAdapter",
+    "google-adk": "xpander_sync.frameworks.google_adk:GoogleADKAdapter",
+    "pydantic-ai": "xpander_sync.frameworks.pydantic_ai:PydanticAIAdapter",
 }
+_BUILTIN = ADAPTERS
+
+#: What the registry holds: a ``"module:attr"`` path, an Adapter subclass, or a builder.
+Entry = Union[str, Builder, Type[Adapter]]
 
 _lock = threading.Lock()
-_registry: Dict[str, Union[str, Builder]] = dict(_BUILTIN)
+_registry: Dict[str, Entry] = dict(_BUILTIN)
 _entry_points: Dict[str, Any] = {}
 _entry_points_scanned = False
 
 __all__ = [
+    "ADAPTERS",
     "DEFAULT_FRAMEWORK",
     "ENTRY_POINT_GROUP",
+    "Adapter",
+    "builtin_adapters",
     "dispatch_get_args",
+    "get_adapter",
     "get_builder",
     "register_framework",
     "supported_frameworks",
@@ -79,14 +95,14 @@ def _normalize(name: Any) -> str:
     return str(getattr(name, "value", name) or "").strip().lower()
 
 
-def register_framework(name: str, builder: Union[str, Builder]) -> Union[str, Builder]:
+def register_framework(name: str, builder: Entry) -> Entry:
     """Register (or replace) the adapter for a framework.
 
     Args:
         name: the framework name as the platform writes it (``"langchain"``); compared
             case-insensitively.
-        builder: the builder function, or a ``"package.module:function"`` string imported
-            on first use.
+        builder: an :class:`Adapter` subclass, a builder function, or a
+            ``"package.module:attr"`` string naming either, imported on first use.
 
     Returns:
         ``builder`` unchanged.
@@ -142,12 +158,45 @@ def get_builder(name: str) -> Builder:
         name: the framework name (case-insensitive).
 
     Returns:
-        The builder function.
+        The builder function (an adapter's :meth:`Adapter.build`).
 
     Raises:
         UnsupportedFrameworkError: no adapter for ``name`` (the message lists the supported
-            ones), or its entry point or ``"module:function"`` target is not callable.
+            ones), or its entry point or ``"module:attr"`` target is not callable.
     """
+    entry = _entry_for(name)
+    return entry.build if _is_adapter(entry) else entry  # type: ignore[union-attr,return-value]
+
+
+def get_adapter(name: str) -> Type[Adapter]:
+    """The :class:`Adapter` subclass registered for a framework, importing it on first use.
+
+    Args:
+        name: the framework name (case-insensitive).
+
+    Returns:
+        The adapter class.
+
+    Raises:
+        UnsupportedFrameworkError: no adapter for ``name``, or it was registered as a plain
+            builder function (which has no class attributes).
+    """
+    entry = _entry_for(name)
+    if not _is_adapter(entry):
+        raise UnsupportedFrameworkError(f"the {_normalize(name)!r} adapter is a builder function, not an Adapter")
+    return entry  # type: ignore[return-value]
+
+
+def builtin_adapters() -> List[Type[Adapter]]:
+    """The built-in adapter classes, in :data:`ADAPTERS` order (imports their modules, no framework).
+
+    Returns:
+        One :class:`Adapter` subclass per line of :data:`ADAPTERS`.
+    """
+    return [_import_path(path) for path in ADAPTERS.values()]  # type: ignore[misc]
+
+
+def _entry_for(name: str) -> Union[Builder, Type[Adapter]]:
     key = _normalize(name)
     with _lock:
         entry = _registry.get(key)
@@ -220,7 +269,11 @@ def dispatch_get_args(
 # -- internals -------------------------------------------------------------------------------
 
 
-def _import_path(path: str) -> Builder:
+def _is_adapter(entry: Any) -> bool:
+    return isinstance(entry, type) and issubclass(entry, Adapter)
+
+
+def _import_path(path: str) -> Union[Builder, Type[Adapter]]:
     module_name, _, attr = path.partition(":")
     module = importlib.import_module(module_name)
     builder = getattr(module, attr)

@@ -1,12 +1,22 @@
-"""Build steps shared by the adapters other than agno's (openai-agents, LangChain, Strands,
-Google ADK, Pydantic AI).
+"""The :class:`Adapter` base: the framework-neutral half of every ``get_args`` build.
 
-:class:`AdapterBuild` walks an agent the same way for every framework: team members
-(each with its own model; a team containing itself is refused), one system prompt,
-the output schema, xpander tools as :class:`XpanderToolSpec` (schema from
-:mod:`~xpander_sync.frameworks._tools`, a call bound to *this* call's agent and task),
-MCP servers, and OpenAI-wire endpoints (:class:`OpenAIEndpoint`). Each adapter subclasses
-it and turns the results into its framework's objects. No framework is imported here.
+An adapter is a subclass of :class:`Adapter` in its own module (``agno.py``,
+``openai_agents.py``, ...), registered by one line in
+:mod:`xpander_sync.frameworks`. The class says what it is for (``name``, ``extra``,
+``requires``, ``constructor``) and fills two hooks:
+
+* ``model(spec)``: the model-related constructor arguments for a resolved
+  :class:`~xpander_sync.frameworks._llm.ModelSpec` (at least ``"model"``);
+* ``agent_args(agent, root=..., extra_tools=..., path=...)``: one agent's arguments.
+
+Everything else is here, written once: the build entry point (:meth:`Adapter.build`, the
+registry's builder), the framework import check, team members (each with its own model;
+a team containing itself is refused), the model spec (the organization's headers fetched
+once per build; skipped when ``override`` has ``"model"``), the system prompt, the output
+schema, xpander tools as :class:`XpanderToolSpec` (schema from
+:mod:`~xpander_sync.frameworks._tools`, a call bound to *this* call's agent and task,
+duplicates dropped), and MCP servers (:meth:`Adapter.mcp_entries`). No framework is
+imported here.
 """
 
 from __future__ import annotations
@@ -17,14 +27,23 @@ import importlib
 import json
 import logging
 import shlex
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
 from ..config import is_cloud
-from ..errors import ConfigurationError, FrameworkNotInstalledError, InvalidInputError
+from ..errors import FrameworkNotInstalledError, InvalidInputError
 from ..models.agent import Agent, MCPServerDetails, Tool
 from ..models.common import MCPServerTransport, MCPServerType, OutputFormat
 from ..models.task import Task
-from . import _llm, _prompt, _tools
+from . import _prompt, _tools
+from ._llm import (  # noqa: F401  (re-exported: the adapters' former home of these names)
+    MAX_OUTPUT_TOKENS,
+    NEEDS_BASE_URL,
+    OPENAI_WIRE_BASE_URLS,
+    REFUSED_PROVIDERS,
+    ModelSpec,
+    OpenAIEndpoint,
+    resolve_llm,
+)
 from ._tools import render_tool_result
 
 logger = logging.getLogger(__name__)
@@ -37,38 +56,10 @@ MCP_HTTP_TIMEOUT = 60.0
 MCP_SSE_READ_TIMEOUT = 1200.0
 #: The name given to a JSON output schema.
 OUTPUT_SCHEMA_NAME = "StructuredOutput"
-#: Output token cap for Anthropic and OpenRouter (their SDK defaults are small), as agno's adapter.
-MAX_OUTPUT_TOKENS = 32000
 #: Appended to the prompt of a Markdown agent (agno's ``markdown=True`` says the same).
 MARKDOWN_HINT = "Use markdown to format your answers."
 
-#: Base URLs of the OpenAI-compatible providers (agno has them preset in its classes).
-OPENAI_WIRE_BASE_URLS: Dict[str, str] = {
-    "nebius": "https://api.tokenfactory.nebius.com/v1/",
-    "open_router": "https://openrouter.ai/api/v1",
-    "fireworks": "https://api.fireworks.ai/inference/v1",
-    "nim": "https://integrate.api.nvidia.com/v1",
-    **_llm.DEFAULT_BASE_URLS,
-}
-#: Providers whose endpoint is the user's own: ``llm_api_base`` is required.
-NEEDS_BASE_URL = ("cloudflare_ai_gw", "openai_compatible")
-#: Providers no adapter of this module family maps (agno's adapter does).
-REFUSED_PROVIDERS = ("google_ai_studio", "amazon_bedrock", "azure_ai_foundary")
-
 _UNSET = object()
-
-
-
-
-# -- the framework-neutral build steps ---------------------------------------------------------
-
-
-def require(module: str, message: str) -> None:
-    """Import ``module`` or raise :class:`FrameworkNotInstalledError` with ``message``."""
-    try:
-        importlib.import_module(module)
-    except ImportError:
-        raise FrameworkNotInstalledError(message) from None
 
 
 def import_attr(module: str, name: str, message: str) -> Any:
@@ -77,82 +68,6 @@ def import_attr(module: str, name: str, message: str) -> Any:
         return getattr(importlib.import_module(module), name)
     except ImportError:
         raise FrameworkNotInstalledError(message) from None
-
-
-class OpenAIEndpoint:
-    """Where an OpenAI-wire model sends its requests (resolved from :class:`~._llm.LLMSettings`).
-
-    Attributes:
-        api_key: the key to send (``"EMPTY"`` for a keyless OpenAI-compatible endpoint).
-        base_url: the endpoint, ``None`` for OpenAI's own.
-        headers: extra headers for every request.
-        user: the organization id, sent as ``user``.
-        prompt_cache_key: sent to providers that accept it, else ``None``.
-    """
-
-    def __init__(self, settings: _llm.LLMSettings) -> None:
-        provider = settings.provider
-        if provider in NEEDS_BASE_URL and not settings.base_url:
-            raise InvalidInputError(f"model provider {provider!r} needs the agent's llm_api_base")
-        key = settings.api_key.reveal() if settings.api_key else None
-        if provider == "openai" and not key:
-            raise ConfigurationError(
-                f"agent {settings.agent_id}: no OpenAI API key: set OPENAI_API_KEY (or AGENTS_OPENAI_API_KEY) "
-                "or store a key on the agent"
-            )
-        # Any endpoint but OpenAI's own gets a placeholder, never the client's env lookup.
-        self.api_key: str = key or _llm.EMPTY_KEY
-        self.base_url: Optional[str] = settings.base_url or OPENAI_WIRE_BASE_URLS.get(provider)
-        self.headers: Dict[str, str] = dict(settings.extra_headers)
-        self.user: Optional[str] = settings.organization_id or None
-        self.prompt_cache_key: Optional[str] = (
-            settings.prompt_cache_key if provider in _llm.OPENAI_WIRE_PROVIDERS else None
-        )
-
-
-def is_openai_wire(settings: _llm.LLMSettings) -> bool:
-    """Whether the provider is served through an OpenAI-compatible client."""
-    provider = settings.provider
-    return (
-        provider == "openai"
-        or provider in OPENAI_WIRE_BASE_URLS
-        or provider in NEEDS_BASE_URL
-        or (bool(settings.base_url) and provider not in REFUSED_PROVIDERS and provider != "anthropic")
-    )
-
-
-def uses_responses_api(settings: _llm.LLMSettings) -> bool:
-    """OpenAI models only served by the Responses API (gpt-5.6, gpt-6)."""
-    return settings.provider == "openai" and _llm.is_responses_only(settings.model_id)
-
-
-def anthropic_key(settings: _llm.LLMSettings) -> str:
-    """The resolved Anthropic key, or :class:`ConfigurationError` naming the variable."""
-    key = settings.api_key.reveal() if settings.api_key else None
-    if not key:
-        raise ConfigurationError(
-            f"agent {settings.agent_id}: no Anthropic API key: set ANTHROPIC_API_KEY or store a key on the agent"
-        )
-    return key
-
-
-def temperature_for(settings: _llm.LLMSettings) -> Optional[float]:
-    """0.0 for OpenAI, NIM and Anthropic models (as agno's adapter); ``None`` for reasoning and other models."""
-    if settings.provider in ("openai", "nim") and not settings.is_reasoning_family:
-        return 0.0
-    if settings.provider == "anthropic" and "fable" not in settings.model_id.lower():
-        return 0.0
-    return None
-
-
-def unsupported_provider(settings: _llm.LLMSettings, framework: str, extra: str = "") -> InvalidInputError:
-    """The error for a provider an adapter cannot build."""
-    return InvalidInputError(
-        f"model provider {settings.provider!r} is not supported by the {framework} adapter; supported: "
-        "openai, anthropic and OpenAI-compatible providers (nebius, open_router, fireworks, nim, helicone, "
-        "bytedance, tzafon_lightcone, cerebras, z_ai, cloudflare_ai_gw, openai_compatible, or any provider "
-        f"with llm_api_base){extra}. Pass override={{'model': ...}} to use your own model object"
-    )
 
 
 def is_strict_compatible(schema: Any) -> bool:
@@ -252,18 +167,85 @@ class XpanderToolSpec:
         return await asyncio.to_thread(self.call_json, args_json)
 
 
-class AdapterBuild:
+class Adapter:
     """One ``get_args`` build for a framework: the task, override and context shared by a leader and its members.
 
-    Subclasses implement :meth:`agent_args` (and the model/tool/MCP objects); the steps
-    here are framework-neutral. Task-level choices (instructions override, expected
-    output, output format, tool-call limit, MCP servers, ``override``, caller tools) apply
-    to the root agent only; ``override["model"]`` and the task's model choice apply to
-    every member. Members are loaded through the context, in graph order, and a team that
-    contains itself is refused.
+    Subclasses set the class attributes and implement :meth:`model` and
+    :meth:`agent_args`; the steps here are framework-neutral. Task-level choices
+    (instructions override, expected output, output format, tool-call limit, MCP servers,
+    ``override``, caller tools) apply to the root agent only; ``override["model"]`` and
+    the task's model choice apply to every member. Members are loaded through the
+    context, in graph order, and a team that contains itself is refused.
+
+    Attributes:
+        name: the framework id, as the platform writes it (``"agno"``, ``"langchain"``).
+        extra: the pip extra that installs the framework (``xpander-sync[<extra>]``).
+        requires: the module the framework must provide (imported by :meth:`require`).
+        constructor: the dotted name of what the arguments are for (``"strands.Agent"``).
     """
 
-    framework = ""
+    name: ClassVar[str] = ""
+    extra: ClassVar[str] = ""
+    requires: ClassVar[str] = ""
+    constructor: ClassVar[str] = ""
+
+    # -- the registry's builder ---------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls,
+        agent: Agent,
+        task: Optional[Task] = None,
+        override: Optional[Dict[str, Any]] = None,
+        tools: Optional[List[Any]] = None,
+        auth_events_callback: Any = None,
+        context: Any = None,
+    ) -> Dict[str, Any]:
+        """The constructor keyword arguments of ``agent`` for this framework.
+
+        Args:
+            agent: the agent (not modified).
+            task: the task being run, or ``None``.
+            override: constructor arguments applied last (``"model"`` skips model
+                construction, for the members too).
+            tools: extra framework tools for the root agent.
+            auth_events_callback: unused here: the context delivers MCP auth events.
+            context: the :class:`~xpander_sync.frameworks._context.BuildContext` of this call.
+
+        Returns:
+            A dict for the framework's :attr:`constructor`.
+
+        Raises:
+            FrameworkNotInstalledError: the framework, or a package the agent's model, MCP
+                servers or session storage need, is missing (the message names the extra).
+            InvalidInputError: a provider the adapter does not map, a missing endpoint, or
+                a team that contains itself.
+            ConfigurationError: no API key for OpenAI or Anthropic.
+            AuthenticationRequiredError: an MCP server needs a login that did not complete.
+            ModuleException: a platform call failed.
+        """
+        del auth_events_callback  # the context holds it for MCP auth events
+        cls.require()
+        return cls(context, task, override).root(agent, tools)
+
+    @classmethod
+    def missing_message(cls) -> str:
+        """``<extra> is not installed: pip install "xpander-sync[<extra>]"``."""
+        return f'{cls.extra} is not installed: pip install "xpander-sync[{cls.extra}]"'
+
+    @classmethod
+    def require(cls) -> None:
+        """Import :attr:`requires`, or raise :class:`FrameworkNotInstalledError` naming the extra."""
+        try:
+            importlib.import_module(cls.requires)
+        except ImportError:
+            raise FrameworkNotInstalledError(cls.missing_message()) from None
+
+    @classmethod
+    def constructor_for(cls, args: Dict[str, Any]) -> str:
+        """The dotted name of what ``args`` are for (agno answers ``agno.team.Team`` for a team)."""
+        del args
+        return cls.constructor
 
     def __init__(self, context: Any, task: Optional[Task], override: Optional[Dict[str, Any]]) -> None:
         self.context = context
@@ -283,6 +265,25 @@ class AdapterBuild:
     def agent_args(
         self, agent: Agent, *, root: bool, extra_tools: List[Any], path: Tuple[str, ...]
     ) -> Dict[str, Any]:  # pragma: no cover - abstract
+        """One agent's constructor arguments (the hook every adapter implements).
+
+        Args:
+            agent: the agent (a leader, a member, or a lone agent).
+            root: whether it is the agent the task runs (task-level choices apply).
+            extra_tools: the caller's tools (root only; ``[]`` for members).
+            path: the ids of the leaders above it (for :meth:`check_cycle`).
+        """
+        raise NotImplementedError
+
+    def model(self, spec: ModelSpec) -> Dict[str, Any]:  # pragma: no cover - abstract
+        """The model-related constructor arguments for a resolved spec (the hook every adapter implements).
+
+        Args:
+            spec: the agent's :class:`~xpander_sync.frameworks._llm.ModelSpec`.
+
+        Returns:
+            At least ``{"model": <the framework's model object>}``.
+        """
         raise NotImplementedError
 
     # -- members -----------------------------------------------------------------------
@@ -306,18 +307,24 @@ class AdapterBuild:
         """Whether ``override`` carries ``"model"`` (no model is built then)."""
         return self.override_model is not _UNSET
 
-    def llm_settings(self, agent: Agent) -> _llm.LLMSettings:
-        """The resolved LLM settings (the organization's headers fetched once per build).
+    def model_spec(self, agent: Agent) -> ModelSpec:
+        """The agent's resolved :class:`ModelSpec` (the organization's headers fetched once per build).
 
         Raises:
             InvalidInputError: the agent (and the task) name no model.
         """
         if self._org_headers is None:
             self._org_headers = dict(self.context.org_llm_headers())
-        settings = _llm.resolve_llm(agent, self.task, self._org_headers)
-        if not settings.model_id:
+        spec = resolve_llm(agent, self.task, self._org_headers)
+        if not spec.model_id:
             raise InvalidInputError(f"agent {agent.id} has no model_name")
-        return settings
+        return spec
+
+    def model_args(self, agent: Agent) -> Dict[str, Any]:
+        """``{"model": override["model"]}`` when given, else :meth:`model` of the agent's spec."""
+        if self.has_model_override:
+            return {"model": self.override_model}
+        return self.model(self.model_spec(agent))
 
     # -- prompt ------------------------------------------------------------------------
 
@@ -408,7 +415,7 @@ class AdapterBuild:
             seen.add(tool.id)
             specs.append(XpanderToolSpec(self.context, agent, self.task, tool))
         if agent.knowledge_bases:
-            logger.debug("agent %s: knowledge bases are not attached by the %s adapter", agent.id, self.framework)
+            logger.debug("agent %s: knowledge bases are not attached by the %s adapter", agent.id, self.name)
         return specs
 
     # -- MCP ---------------------------------------------------------------------------
@@ -449,7 +456,7 @@ class AdapterBuild:
         if servers:
             logger.warning(
                 "agent %s: %d MCP server(s) not built by the %s adapter: %s",
-                agent.id, len(servers), self.framework, reason,
+                agent.id, len(servers), self.name, reason,
             )
 
 
@@ -476,4 +483,5 @@ def stdio_command(server: MCPServerDetails, label: str) -> Optional[Tuple[str, L
     return argv[0], argv[1:], env or None
 
 
-# -- openai-agents ------------------------------------------------------------------------------
+#: The former name of :class:`Adapter`.
+AdapterBuild = Adapter

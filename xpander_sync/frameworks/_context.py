@@ -16,25 +16,18 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional
 
 from .._async import call_maybe_async
-from .._converter import structure, unstructure
+from .._converter import structure
 from .._redact import scrub
 from ..config import Configuration
-from ..errors import (
-    APIError,
-    AuthenticationRequiredError,
-    ModuleException,
-    RateLimitError,
-    ResponseDecodeError,
-    ServerError,
-    TransportError,
-)
+from ..errors import APIError, AuthenticationRequiredError, ModuleException, ResponseDecodeError, XpanderError
 from ..handlers import auth_event_handlers
 from ..models.agent import Agent, MCPServerDetails
 from ..models.common import MCPServerAuthType, TaskUpdateEventType
 from ..models.events import TaskUpdateEvent
 from ..models.task import Task
+from ..models.tools import ToolInvocationResult
+from ..resources import Agents, Events, MCPAuth, Metadata, Tools
 from ..resources._base import check_id
-from ..resources.agents import Agents
 from ..transport import Transport
 
 logger = logging.getLogger(__name__)
@@ -85,6 +78,10 @@ class BuildContext:
         self._sleep = sleep
         self._clock = clock
         self._agents = Agents(transport.configuration, transport=transport)
+        self._metadata = Metadata(transport.configuration, transport=transport)
+        self._tools = Tools(transport.configuration, transport=transport)
+        self._mcp_auth = MCPAuth(transport.configuration, transport=transport)
+        self._events = Events(transport.configuration, transport=transport)
 
     @property
     def configuration(self) -> Configuration:
@@ -105,9 +102,9 @@ class BuildContext:
         cache = self.transport.caches.agents
         try:
             raw = cache.get_or_load(key, lambda: self._agents.get_raw(agent_id, version))
-        except (TransportError, ServerError, RateLimitError) as exc:
+        except ModuleException as exc:
             # Stale-if-error: keep a web app answering through a platform outage.
-            stale = cache.get_stale(key)
+            stale = cache.get_stale(key) if exc.retryable else None
             if stale is None:
                 raise
             age, raw = stale
@@ -126,15 +123,14 @@ class BuildContext:
     # -- metadata ----------------------------------------------------------------------
 
     def org_llm_headers(self) -> Dict[str, str]:
-        """The organization's default LLM extra headers (``GET /metadata/default_llm_extra_headers``).
+        """The organization's default LLM extra headers (:meth:`Metadata.default_llm_extra_headers`).
 
         Cached for ``metadata_cache_ttl``. Fail-open: on an error the build goes on without
         them, with a warning (the official SDK aborts get_args with a raw httpx error).
         """
 
         def fetch() -> Dict[str, str]:
-            data = self.transport.request("GET", "/metadata/default_llm_extra_headers").data
-            return sanitize_headers(data)
+            return sanitize_headers(self._metadata.default_llm_extra_headers())
 
         try:
             return dict(self.transport.caches.org_headers.get_or_load("org", fetch))
@@ -143,7 +139,7 @@ class BuildContext:
             return {}
 
     def db_connection_uri(self, agent: Agent) -> str:
-        """The agent's session-storage URI (``GET /agents/{id}/db``), cached for ``metadata_cache_ttl``.
+        """The agent's session-storage URI (:meth:`Agents.db`), cached for ``metadata_cache_ttl``.
 
         The URI holds a password: it is never logged. Like agents, a copy fetched within
         ``agent_max_staleness`` is used when the platform fails.
@@ -154,7 +150,7 @@ class BuildContext:
         """
 
         def fetch() -> str:
-            data = self.transport.request("GET", f"/agents/{agent.id}/db").data
+            data = self._agents.db(agent.id)
             uri = None
             if isinstance(data, dict) and isinstance(data.get("connection_uri"), dict):
                 uri = data["connection_uri"].get("uri")
@@ -165,8 +161,8 @@ class BuildContext:
         cache = self.transport.caches.db
         try:
             return cache.get_or_load(agent.id, fetch)
-        except (TransportError, ServerError, RateLimitError) as exc:
-            stale = cache.get_stale(agent.id)
+        except ModuleException as exc:
+            stale = cache.get_stale(agent.id) if exc.retryable else None
             if stale is None:
                 raise
             logger.warning("agent %s: the platform failed (%s); using the DB address fetched %.0f s ago",
@@ -176,38 +172,28 @@ class BuildContext:
     # -- tools -------------------------------------------------------------------------
 
     def invoke_tool(self, agent: Agent, task: Optional[Task], tool_id: str, payload: Dict[str, Any]) -> Any:
-        """Call an xpander tool for *this* agent and task.
+        """Call an xpander tool for *this* agent and task (:meth:`Tools.invoke`).
 
-        ``POST /agents/{agent.id}/operations/{tool_id}`` with ``x-agent-version`` and, when
-        there is a task, ``x-execution-id``. Never raises for a platform or network failure:
-        the result then has ``is_error=True`` and the message, so the LLM can react.
+        Sends the agent's version and, when there is a task, its id. Never raises for a
+        platform or network failure: the result then has ``is_error=True`` and the
+        message, so the LLM can react.
 
         Returns:
             A :class:`~xpander_sync.models.tools.ToolInvocationResult`.
         """
-        from ..models.tools import ToolInvocationResult
-
-        headers = {"x-agent-version": str(agent.version)}
         task_id = task.id if task is not None else None
-        if task_id:
-            headers["x-execution-id"] = task_id
         try:
-            response = self.transport.request(
-                "POST", f"/agents/{agent.id}/operations/{tool_id}", json=payload, headers=headers
-            )
+            return self._tools.invoke(agent.id, tool_id, payload, agent_version=agent.version, task_id=task_id)
         except APIError as exc:
-            return ToolInvocationResult(
-                tool_id=tool_id, payload=payload, status_code=exc.status_code, result=exc.message,
-                is_success=False, is_error=True, task_id=task_id,
-            )
+            message: Any = exc.message
+            status = exc.status_code
         except ModuleException as exc:
-            return ToolInvocationResult(
-                tool_id=tool_id, payload=payload, status_code=exc.status_code, result=exc.description,
-                is_success=False, is_error=True, task_id=task_id,
-            )
+            message, status = exc.description, exc.status_code
+        except XpanderError as exc:  # an id the route cannot carry
+            message, status = str(exc), None
         return ToolInvocationResult(
-            tool_id=tool_id, payload=payload, status_code=response.status_code, result=response.data,
-            is_success=True, is_error=False, task_id=task_id,
+            tool_id=tool_id, payload=payload, status_code=status, result=message,
+            is_success=False, is_error=True, task_id=task_id,
         )
 
     # -- MCP ---------------------------------------------------------------------------
@@ -270,21 +256,13 @@ class BuildContext:
                 server=label,
             )
         uid = user.id if server.share_user_token_across_other_agents else f"{task.agent_id}_{user.id}"
-        route = f"/mcp_auth/{task.agent_id}/{uid}/get_token"
-        body = unstructure(server)
-        # The platform holds the server's credentials; do not send them (upstream posts client_secret).
-        body["api_key"] = None
-        body["client_secret"] = None
         deadline = self._clock() + self.configuration.mcp_auth_timeout
         login_url: Optional[str] = None
         generate = True
         while True:
-            answer = self.transport.request(
-                "POST", route, json=body, repeatable=True,
-                params={"execution_id": task.id, "generate_login_url": generate},
-            ).data
-            if not isinstance(answer, dict):
-                raise ResponseDecodeError("MCP token response", ["expected a JSON object @ $"])
+            answer = self._mcp_auth.get_token(
+                task.agent_id, uid, server, execution_id=task.id, generate_login_url=generate
+            )
             kind = answer.get("type")
             data: Dict[str, Any] = answer["data"] if isinstance(answer.get("data"), dict) else {}
             if kind == "token_ready" and isinstance(data.get("access_token"), str) and data["access_token"]:
@@ -322,7 +300,7 @@ class BuildContext:
     def push_auth_event(self, agent: Agent, task: Task, data: Dict[str, Any]) -> TaskUpdateEvent:
         """Push an ``auth_event`` for the task, then deliver it to the handlers.
 
-        ``POST /agent-execution/{task.id}/events/push`` with a one-element array. The per-call
+        Pushed with :meth:`Events.push` (a one-element array). The per-call
         callback and every ``@on_auth_event`` handler each run once (a function registered
         both ways runs once); a failing push or handler is logged and the others still run.
         """
@@ -334,8 +312,8 @@ class BuildContext:
             data=data,
         )
         try:
-            self.transport.request("POST", f"/agent-execution/{task.id}/events/push", json=[unstructure(event)])
-        except (APIError, TransportError) as exc:
+            self._events.push(task.id, [event])
+        except XpanderError as exc:
             logger.warning("could not push the auth event for task %s: %s", task.id, exc)
         handlers: List[Callable[..., Any]] = []
         if self.auth_events_callback is not None:

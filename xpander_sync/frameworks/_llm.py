@@ -1,7 +1,10 @@
-"""Which LLM an agent uses, with which key, headers and endpoint (framework-neutral).
+"""Which LLM an agent uses, with which key, headers, endpoint and generation settings (framework-neutral).
 
-Pure apart from reading the process environment: an adapter calls :func:`resolve_llm`
-and turns the :class:`LLMSettings` into its framework's model object.
+Pure apart from reading the process environment: the adapter base resolves a
+:class:`ModelSpec` once per agent (:func:`resolve_llm`) and each framework's
+``model(spec)`` hook maps it to its model object. The spec also answers the questions
+every mapping asks (the temperature, the output-token cap, the OpenAI-wire endpoint, the
+Anthropic key), so those answers are written once, here.
 
 **Provider and model.** ``task.llm_model_provider`` / ``llm_model_name`` /
 ``llm_reasoning_effort`` win over the agent's. The provider is normalised
@@ -45,6 +48,7 @@ import attrs
 
 from .._redact import Secret
 from ..config import ENV_IS_CLOUD
+from ..errors import ConfigurationError, InvalidInputError
 from ..models.agent import Agent
 from ..models.task import Task
 from ._context import sanitize_headers
@@ -108,13 +112,28 @@ OPENAI_WIRE_PROVIDERS = frozenset(
     }
 )
 
+#: Base URLs of the OpenAI-compatible providers (agno has them preset in its classes).
+OPENAI_WIRE_BASE_URLS: Dict[str, str] = {
+    "nebius": "https://api.tokenfactory.nebius.com/v1/",
+    "open_router": "https://openrouter.ai/api/v1",
+    "fireworks": "https://api.fireworks.ai/inference/v1",
+    "nim": "https://integrate.api.nvidia.com/v1",
+    **DEFAULT_BASE_URLS,
+}
+#: Providers whose endpoint is the user's own: ``llm_api_base`` is required.
+NEEDS_BASE_URL = ("cloudflare_ai_gw", "openai_compatible")
+#: Providers only the agno adapter maps (the others refuse them).
+REFUSED_PROVIDERS = ("google_ai_studio", "amazon_bedrock", "azure_ai_foundary")
+#: Output token cap for Anthropic and OpenRouter (their SDK defaults are small), as agno's adapter.
+MAX_OUTPUT_TOKENS = 32000
+
 #: Spellings of the same provider seen in the wild, mapped to the platform's names.
 _PROVIDER_ALIASES = {"azure_ai_foundry": "azure_ai_foundary", "openrouter": "open_router"}
 
 
 @attrs.frozen
-class LLMSettings:
-    """Everything an adapter needs to build the agent's model object.
+class ModelSpec:
+    """Everything an adapter needs to build the agent's model object, resolved once.
 
     Attributes:
         provider: the normalised provider (``openai``, ``anthropic``, ...).
@@ -151,6 +170,110 @@ class LLMSettings:
         if len(raw) <= 64:
             return raw
         return hashlib.md5(raw.encode("utf-8")).hexdigest()  # a cache key, not a security use
+
+    # -- generation settings shared by the adapters -------------------------------------
+
+    @property
+    def key(self) -> Optional[str]:
+        """The resolved key, revealed (only call this where the model object is built)."""
+        return self.api_key.reveal() if self.api_key else None
+
+    @property
+    def temperature(self) -> Optional[float]:
+        """0.0 for OpenAI, NIM and Anthropic models (as agno's adapter); ``None`` for reasoning and other models."""
+        if self.provider in ("openai", "nim") and not self.is_reasoning_family:
+            return 0.0
+        if self.provider == "anthropic" and "fable" not in self.model_id.lower():
+            return 0.0
+        return None
+
+    @property
+    def max_tokens(self) -> Optional[int]:
+        """:data:`MAX_OUTPUT_TOKENS` for Anthropic and OpenRouter (small SDK defaults), else ``None``."""
+        return MAX_OUTPUT_TOKENS if self.provider in ("anthropic", "open_router") else None
+
+    @property
+    def uses_responses_api(self) -> bool:
+        """OpenAI models only served by the Responses API (gpt-5.6, gpt-6)."""
+        return self.provider == "openai" and is_responses_only(self.model_id)
+
+    @property
+    def is_openai_wire(self) -> bool:
+        """Whether the provider is served through an OpenAI-compatible client."""
+        provider = self.provider
+        return (
+            provider == "openai"
+            or provider in OPENAI_WIRE_BASE_URLS
+            or provider in NEEDS_BASE_URL
+            or (bool(self.base_url) and provider not in REFUSED_PROVIDERS and provider != "anthropic")
+        )
+
+    def anthropic_key(self) -> str:
+        """The resolved Anthropic key.
+
+        Raises:
+            ConfigurationError: no key (the message names ``ANTHROPIC_API_KEY``).
+        """
+        key = self.key
+        if not key:
+            raise ConfigurationError(
+                f"agent {self.agent_id}: no Anthropic API key: set ANTHROPIC_API_KEY or store a key on the agent"
+            )
+        return key
+
+    def openai_endpoint(self, framework: str) -> OpenAIEndpoint:
+        """Where an OpenAI-wire model of ``framework`` sends its requests.
+
+        Raises:
+            InvalidInputError: a provider the OpenAI wire does not serve (the message names
+                ``framework``), or a required ``llm_api_base`` missing.
+            ConfigurationError: OpenAI without a key.
+        """
+        if self.provider in REFUSED_PROVIDERS or not self.is_openai_wire:
+            raise self.unsupported(framework)
+        return OpenAIEndpoint(self)
+
+    def unsupported(self, framework: str, extra: str = "") -> InvalidInputError:
+        """The error for a provider ``framework``'s adapter cannot build."""
+        return InvalidInputError(
+            f"model provider {self.provider!r} is not supported by the {framework} adapter; supported: "
+            "openai, anthropic and OpenAI-compatible providers (nebius, open_router, fireworks, nim, helicone, "
+            "bytedance, tzafon_lightcone, cerebras, z_ai, cloudflare_ai_gw, openai_compatible, or any provider "
+            f"with llm_api_base){extra}. Pass override={{'model': ...}} to use your own model object"
+        )
+
+
+#: The former name of :class:`ModelSpec`.
+LLMSettings = ModelSpec
+
+
+class OpenAIEndpoint:
+    """Where an OpenAI-wire model sends its requests (resolved from a :class:`ModelSpec`).
+
+    Attributes:
+        api_key: the key to send (``"EMPTY"`` for a keyless OpenAI-compatible endpoint).
+        base_url: the endpoint, ``None`` for OpenAI's own.
+        headers: extra headers for every request.
+        user: the organization id, sent as ``user``.
+        prompt_cache_key: sent to providers that accept it, else ``None``.
+    """
+
+    def __init__(self, spec: ModelSpec) -> None:
+        provider = spec.provider
+        if provider in NEEDS_BASE_URL and not spec.base_url:
+            raise InvalidInputError(f"model provider {provider!r} needs the agent's llm_api_base")
+        key = spec.key
+        if provider == "openai" and not key:
+            raise ConfigurationError(
+                f"agent {spec.agent_id}: no OpenAI API key: set OPENAI_API_KEY (or AGENTS_OPENAI_API_KEY) "
+                "or store a key on the agent"
+            )
+        # Any endpoint but OpenAI's own gets a placeholder, never the client's env lookup.
+        self.api_key: str = key or EMPTY_KEY
+        self.base_url: Optional[str] = spec.base_url or OPENAI_WIRE_BASE_URLS.get(provider)
+        self.headers: Dict[str, str] = dict(spec.extra_headers)
+        self.user: Optional[str] = spec.organization_id or None
+        self.prompt_cache_key: Optional[str] = spec.prompt_cache_key if provider in OPENAI_WIRE_PROVIDERS else None
 
 
 def normalize_provider(value: Optional[str]) -> str:
@@ -275,7 +398,7 @@ def resolve_llm(
     org_headers: Optional[Mapping[str, Any]] = None,
     *,
     environ: Optional[Mapping[str, str]] = None,
-) -> LLMSettings:
+) -> ModelSpec:
     """The model settings for ``agent`` running ``task``.
 
     Args:
@@ -285,7 +408,7 @@ def resolve_llm(
         environ: the environment (default ``os.environ``).
 
     Returns:
-        The :class:`LLMSettings`.
+        The :class:`ModelSpec`.
     """
     agent_provider = normalize_provider(agent.model_provider)
     provider = agent_provider
@@ -322,7 +445,7 @@ def resolve_llm(
     if not effort_value or effort_value == "medium" or not is_reasoning_family(model_id):
         effort_value = None
 
-    return LLMSettings(
+    return ModelSpec(
         provider=provider,
         model_id=model_id,
         api_key=key,

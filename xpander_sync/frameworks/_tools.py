@@ -101,7 +101,7 @@ def build_payload(
     override: Optional[Mapping[str, Any]] = None,
     payload_extension: Optional[Mapping[str, Any]] = None,
 ) -> Dict[str, Any]:
-    """The body of ``POST /agents/{agent_id}/operations/{tool_id}`` for the LLM's arguments.
+    """The body of a tool call (:meth:`~xpander_sync.resources.Tools.invoke`) for the LLM's arguments.
 
     Args:
         tool: the xpander tool.

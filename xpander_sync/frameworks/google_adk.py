@@ -4,7 +4,7 @@ ADK is imported inside the functions of this module only; building without it ra
 :class:`~xpander_sync.errors.FrameworkNotInstalledError` naming the extra
 (``pip install "xpander-sync[google-adk]"``). Every key returned is an ``LlmAgent`` field.
 
-What :func:`build_google_adk_args` returns:
+What :class:`GoogleADKAdapter` builds:
 
 * ``name``: ``agent.sanitized_name`` (ADK requires an identifier, and not ``user``);
   ``description``: ``agent.description`` or ``instructions.general`` (what a parent agent
@@ -41,121 +41,24 @@ import asyncio
 import functools
 import importlib.util
 import logging
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 from ..errors import FrameworkNotInstalledError
 from ..models.agent import Agent
-from ..models.task import Task
-from . import _llm
 from ._adapter import (
-    MAX_OUTPUT_TOKENS,
     MCP_HTTP_TIMEOUT,
     MCP_SSE_READ_TIMEOUT,
     MCP_TOOL_TIMEOUT,
-    REFUSED_PROVIDERS,
-    AdapterBuild,
-    OpenAIEndpoint,
+    Adapter,
     XpanderToolSpec,
-    anthropic_key,
     import_attr,
-    is_openai_wire,
-    require,
-    temperature_for,
-    unsupported_provider,
 )
+from ._llm import REFUSED_PROVIDERS, ModelSpec
 from ._tools import render_tool_result
 
 logger = logging.getLogger(__name__)
 
-FRAMEWORK = "google-adk"
 EXTRA = 'pip install "xpander-sync[google-adk]"'
-MISSING = f"google-adk is not installed: {EXTRA}"
-
-
-def build_google_adk_args(
-    agent: Agent,
-    task: Optional[Task],
-    override: Optional[Dict[str, Any]],
-    tools: Optional[List[Any]],
-    auth_events_callback: Optional[Callable[..., Any]],
-    context: Any,
-) -> Dict[str, Any]:
-    """The keyword arguments of ``google.adk.agents.LlmAgent``.
-
-    Args:
-        agent: the agent (not modified).
-        task: the task being run, or ``None``.
-        override: ``LlmAgent`` fields applied last (``"model"`` skips model construction,
-            for the members too).
-        tools: extra ADK tools for the root agent.
-        auth_events_callback: unused here: the context delivers MCP auth events.
-        context: the :class:`~xpander_sync.frameworks._context.BuildContext` of this call.
-
-    Returns:
-        A dict for ``LlmAgent(**args)``.
-
-    Raises:
-        FrameworkNotInstalledError: google-adk, or what the model or MCP servers need
-            (``litellm``, ``anthropic``, ``mcp``), is missing.
-        InvalidInputError: a provider this adapter does not map, a missing endpoint, or a
-            team that contains itself.
-        ConfigurationError: no API key for OpenAI or Anthropic.
-        AuthenticationRequiredError: an MCP server needs a login that did not complete.
-        ModuleException: a platform call failed.
-    """
-    require("google.adk.agents", MISSING)
-    del auth_events_callback
-    return _AdkBuild(context, task, override).root(agent, tools)
-
-
-def build_model(settings: _llm.LLMSettings) -> Any:
-    """The ADK model object for resolved LLM settings.
-
-    Args:
-        settings: from :func:`~xpander_sync.frameworks._llm.resolve_llm`.
-
-    Returns:
-        An ``AnthropicLlm`` (Anthropic) or a ``LiteLlm`` (``openai/<model>``, the others).
-
-    Raises:
-        InvalidInputError: a provider this adapter does not map, or a missing endpoint.
-        ConfigurationError: no key for OpenAI or Anthropic.
-        FrameworkNotInstalledError: ``anthropic`` (Anthropic) or ``litellm`` (the others) is missing.
-    """
-    if settings.provider == "anthropic":
-        anthropic_llm = import_attr("google.adk.models.anthropic_llm", "AnthropicLlm",
-                                    f"Anthropic models on google-adk need the anthropic package: {EXTRA}")
-        from anthropic import AsyncAnthropic
-
-        client_kwargs: Dict[str, Any] = {"api_key": anthropic_key(settings)}
-        if settings.base_url:
-            client_kwargs["base_url"] = settings.base_url
-        if settings.extra_headers:
-            client_kwargs["default_headers"] = dict(settings.extra_headers)
-        return anthropic_llm(model=settings.model_id, max_tokens=MAX_OUTPUT_TOKENS,
-                             client=AsyncAnthropic(**client_kwargs))
-    if settings.provider in REFUSED_PROVIDERS or not is_openai_wire(settings):
-        raise unsupported_provider(settings, FRAMEWORK)
-    # find_spec, not an import: importing litellm fetches its price list (see the module docstring).
-    if importlib.util.find_spec("litellm") is None:
-        raise FrameworkNotInstalledError(f"OpenAI models on google-adk need litellm: {EXTRA}")
-    from google.adk.models.lite_llm import LiteLlm
-
-    endpoint = OpenAIEndpoint(settings)
-    kwargs: Dict[str, Any] = {"api_key": endpoint.api_key}
-    if endpoint.base_url:
-        kwargs["api_base"] = endpoint.base_url
-    if endpoint.headers:
-        kwargs["extra_headers"] = endpoint.headers
-    if endpoint.user:
-        kwargs["user"] = endpoint.user
-    if endpoint.prompt_cache_key:
-        kwargs["extra_body"] = {"prompt_cache_key": endpoint.prompt_cache_key}
-    if settings.reasoning_effort:
-        kwargs["reasoning_effort"] = settings.reasoning_effort
-    if settings.provider == "open_router":
-        kwargs["max_tokens"] = MAX_OUTPUT_TOKENS
-    return LiteLlm(model=f"openai/{settings.model_id}", **kwargs)
 
 
 @functools.cache
@@ -196,12 +99,28 @@ def xpander_tool(spec: XpanderToolSpec) -> Any:
     return _tool_class()(spec)
 
 
-class _AdkBuild(AdapterBuild):
-    framework = FRAMEWORK
+class GoogleADKAdapter(Adapter):
+    """Google ADK: ``google.adk.agents.LlmAgent(**args)``; team members become sub-agents."""
+
+    name = "google-adk"
+    extra = "google-adk"
+    requires = "google.adk.agents"
+    constructor = "google.adk.agents.LlmAgent"
 
     def agent_args(
         self, agent: Agent, *, root: bool, extra_tools: List[Any], path: Tuple[str, ...]
     ) -> Dict[str, Any]:
+        """This agent's constructor arguments (:meth:`Adapter.agent_args`).
+
+        Args:
+            agent: the agent (a leader, a member, or a lone agent).
+            root: whether it is the agent the task runs (task-level choices apply).
+            extra_tools: the caller's tools (root only).
+            path: the ids of the leaders above it.
+
+        Returns:
+            The keyword arguments for ``LlmAgent``.
+        """
         from google.adk.agents import LlmAgent
 
         path = self.check_cycle(agent, path)
@@ -213,16 +132,7 @@ class _AdkBuild(AdapterBuild):
         prompt = self.system_prompt(agent, root)
         if prompt:
             args["static_instruction"] = prompt
-        if self.has_model_override:
-            args["model"] = self.override_model
-        else:
-            settings = self.llm_settings(agent)
-            args["model"] = build_model(settings)
-            temperature = temperature_for(settings)
-            if temperature is not None:
-                from google.genai import types
-
-                args["generate_content_config"] = types.GenerateContentConfig(temperature=temperature)
+        args.update(self.model_args(agent))
         schema = self.output_schema(agent, root)
         if schema is not None:
             args["output_schema"] = schema
@@ -262,4 +172,69 @@ class _AdkBuild(AdapterBuild):
         return toolsets
 
 
-__all__ = ["FRAMEWORK", "build_google_adk_args", "build_model", "xpander_tool"]
+    def model(self, spec: ModelSpec) -> Dict[str, Any]:
+        """The model arguments for a resolved spec.
+
+        An ``AnthropicLlm`` (Anthropic) or a ``LiteLlm`` (``openai/<model>``, the others), and a
+        ``generate_content_config`` carrying the temperature where there is one.
+
+        Args:
+            spec: the agent's resolved :class:`~xpander_sync.frameworks._llm.ModelSpec`.
+
+        Returns:
+            ``{"model": ...}`` (plus the framework's model-settings keys, if any).
+
+        Raises:
+            InvalidInputError: a provider this adapter does not map, or a missing endpoint.
+            ConfigurationError: no key for OpenAI or Anthropic.
+            FrameworkNotInstalledError: the provider's package is missing.
+        """
+        args = {"model": self._model_object(spec)}
+        if spec.temperature is not None:
+            from google.genai import types
+
+            args["generate_content_config"] = types.GenerateContentConfig(temperature=spec.temperature)
+        return args
+
+    def _model_object(self, spec: ModelSpec) -> Any:
+        if spec.provider == "anthropic":
+            anthropic_llm = import_attr("google.adk.models.anthropic_llm", "AnthropicLlm",
+                                        f"Anthropic models on google-adk need the anthropic package: {EXTRA}")
+            from anthropic import AsyncAnthropic
+
+            client_kwargs: Dict[str, Any] = {"api_key": spec.anthropic_key()}
+            if spec.base_url:
+                client_kwargs["base_url"] = spec.base_url
+            if spec.extra_headers:
+                client_kwargs["default_headers"] = dict(spec.extra_headers)
+            client = AsyncAnthropic(**client_kwargs)
+            return anthropic_llm(model=spec.model_id, max_tokens=spec.max_tokens, client=client)
+        if spec.provider in REFUSED_PROVIDERS or not spec.is_openai_wire:
+            raise spec.unsupported(self.name)
+        # find_spec, not an import: importing litellm fetches its price list (see the module docstring).
+        if importlib.util.find_spec("litellm") is None:
+            raise FrameworkNotInstalledError(f"OpenAI models on google-adk need litellm: {EXTRA}")
+        from google.adk.models.lite_llm import LiteLlm
+
+        endpoint = spec.openai_endpoint(self.name)
+        kwargs: Dict[str, Any] = {"api_key": endpoint.api_key}
+        if endpoint.base_url:
+            kwargs["api_base"] = endpoint.base_url
+        if endpoint.headers:
+            kwargs["extra_headers"] = endpoint.headers
+        if endpoint.user:
+            kwargs["user"] = endpoint.user
+        if endpoint.prompt_cache_key:
+            kwargs["extra_body"] = {"prompt_cache_key": endpoint.prompt_cache_key}
+        if spec.reasoning_effort:
+            kwargs["reasoning_effort"] = spec.reasoning_effort
+        if spec.max_tokens:
+            kwargs["max_tokens"] = spec.max_tokens
+        return LiteLlm(model=f"openai/{spec.model_id}", **kwargs)
+
+
+#: The registry's builder (kept for code that imported it).
+build_google_adk_args = GoogleADKAdapter.build
+FRAMEWORK = GoogleADKAdapter.name
+
+__all__ = ["FRAMEWORK", "GoogleADKAdapter", "build_google_adk_args", "xpander_tool"]

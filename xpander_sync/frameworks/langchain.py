@@ -7,7 +7,7 @@ absolute); building without it raises
 :class:`~xpander_sync.errors.FrameworkNotInstalledError` naming the extra
 (``pip install "xpander-sync[langchain]"``).
 
-What :func:`build_langchain_args` returns:
+What :class:`LangChainAdapter` builds:
 
 * ``name``: ``agent.sanitized_name`` (it becomes the ``name`` of the agent's messages,
   which OpenAI restricts to ``[A-Za-z0-9_-]``).
@@ -36,124 +36,21 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 from ..models.agent import Agent
-from ..models.task import Task
-from . import _llm
 from ._adapter import (
-    MAX_OUTPUT_TOKENS,
     MEMBER_TOOL_SCHEMA,
     OUTPUT_SCHEMA_NAME,
-    REFUSED_PROVIDERS,
-    AdapterBuild,
-    OpenAIEndpoint,
+    Adapter,
     XpanderToolSpec,
-    anthropic_key,
     import_attr,
-    is_openai_wire,
     member_tool_description,
     member_tool_name,
-    require,
-    temperature_for,
-    unsupported_provider,
-    uses_responses_api,
 )
+from ._llm import ModelSpec
 
 logger = logging.getLogger(__name__)
-
-FRAMEWORK = "langchain"
-MISSING = 'langchain is not installed: pip install "xpander-sync[langchain]"'
-
-
-def build_langchain_args(
-    agent: Agent,
-    task: Optional[Task],
-    override: Optional[Dict[str, Any]],
-    tools: Optional[List[Any]],
-    auth_events_callback: Optional[Callable[..., Any]],
-    context: Any,
-) -> Dict[str, Any]:
-    """The keyword arguments of ``langchain.agents.create_agent``.
-
-    Args:
-        agent: the agent (not modified).
-        task: the task being run, or ``None``.
-        override: ``create_agent`` arguments applied last (``"model"`` skips model
-            construction, for the members too).
-        tools: extra LangChain tools for the root agent.
-        auth_events_callback: unused here.
-        context: the :class:`~xpander_sync.frameworks._context.BuildContext` of this call.
-
-    Returns:
-        A dict for ``create_agent(**args)``.
-
-    Raises:
-        FrameworkNotInstalledError: langchain or the provider's integration package is missing.
-        InvalidInputError: a provider this adapter does not map, a missing endpoint, or a
-            team that contains itself.
-        ConfigurationError: no API key for OpenAI or Anthropic.
-        ModuleException: a platform call failed.
-    """
-    require("langchain.agents", MISSING)
-    del auth_events_callback
-    return _LangChainBuild(context, task, override).root(agent, tools)
-
-
-def build_model(settings: _llm.LLMSettings) -> Any:
-    """The LangChain chat model for resolved LLM settings.
-
-    Args:
-        settings: from :func:`~xpander_sync.frameworks._llm.resolve_llm`.
-
-    Returns:
-        A ``ChatAnthropic`` (Anthropic) or a ``ChatOpenAI`` (the OpenAI-wire providers).
-
-    Raises:
-        InvalidInputError: a provider this adapter does not map, or a missing endpoint.
-        ConfigurationError: no key for OpenAI or Anthropic.
-        FrameworkNotInstalledError: ``langchain-openai`` / ``langchain-anthropic`` is missing.
-    """
-    temperature = temperature_for(settings)
-    if settings.provider == "anthropic":
-        chat_anthropic = import_attr(
-            "langchain_anthropic", "ChatAnthropic",
-            'Anthropic models need langchain-anthropic: pip install "xpander-sync[langchain]"',
-        )
-        kwargs: Dict[str, Any] = {
-            "model": settings.model_id, "api_key": anthropic_key(settings), "max_tokens": MAX_OUTPUT_TOKENS,
-        }
-        if temperature is not None:
-            kwargs["temperature"] = temperature
-        if settings.base_url:
-            kwargs["base_url"] = settings.base_url
-        if settings.extra_headers:
-            kwargs["default_headers"] = dict(settings.extra_headers)
-        return chat_anthropic(**kwargs)
-    if settings.provider in REFUSED_PROVIDERS or not is_openai_wire(settings):
-        raise unsupported_provider(settings, FRAMEWORK)
-    chat_openai = import_attr(
-        "langchain_openai", "ChatOpenAI", 'OpenAI models need langchain-openai: pip install "xpander-sync[langchain]"'
-    )
-    endpoint = OpenAIEndpoint(settings)
-    kwargs = {"model": settings.model_id, "api_key": endpoint.api_key}
-    if endpoint.base_url:
-        kwargs["base_url"] = endpoint.base_url
-    if endpoint.headers:
-        kwargs["default_headers"] = endpoint.headers
-    if temperature is not None:
-        kwargs["temperature"] = temperature
-    if settings.reasoning_effort:
-        kwargs["reasoning_effort"] = settings.reasoning_effort
-    if endpoint.user:
-        kwargs["model_kwargs"] = {"user": endpoint.user}
-    if endpoint.prompt_cache_key:
-        kwargs["extra_body"] = {"prompt_cache_key": endpoint.prompt_cache_key}
-    if settings.provider == "open_router":
-        kwargs["max_tokens"] = MAX_OUTPUT_TOKENS
-    if uses_responses_api(settings):
-        kwargs["use_responses_api"] = True
-    return chat_openai(**kwargs)
 
 
 def structured_tool(spec: XpanderToolSpec) -> Any:
@@ -220,19 +117,32 @@ def answer_of(state: Any) -> str:
     return ""
 
 
-class _LangChainBuild(AdapterBuild):
-    framework = FRAMEWORK
+class LangChainAdapter(Adapter):
+    """LangChain: ``langchain.agents.create_agent(**args)``; team members become delegation tools."""
+
+    name = "langchain"
+    extra = "langchain"
+    requires = "langchain.agents"
+    constructor = "langchain.agents.create_agent"
 
     def agent_args(
         self, agent: Agent, *, root: bool, extra_tools: List[Any], path: Tuple[str, ...]
     ) -> Dict[str, Any]:
+        """This agent's constructor arguments (:meth:`Adapter.agent_args`).
+
+        Args:
+            agent: the agent (a leader, a member, or a lone agent).
+            root: whether it is the agent the task runs (task-level choices apply).
+            extra_tools: the caller's tools (root only).
+            path: the ids of the leaders above it.
+
+        Returns:
+            The keyword arguments for ``create_agent``.
+        """
         from langchain.agents import create_agent
 
         path = self.check_cycle(agent, path)
-        args: Dict[str, Any] = {
-            "model": self.override_model if self.has_model_override else build_model(self.llm_settings(agent)),
-            "name": agent.sanitized_name,
-        }
+        args: Dict[str, Any] = {**self.model_args(agent), "name": agent.sanitized_name}
         prompt = self.system_prompt(agent, root)
         if prompt:
             args["system_prompt"] = prompt
@@ -255,4 +165,63 @@ class _LangChainBuild(AdapterBuild):
         return args
 
 
-__all__ = ["FRAMEWORK", "build_langchain_args", "build_model"]
+    def model(self, spec: ModelSpec) -> Dict[str, Any]:
+        """The model arguments for a resolved spec.
+
+        A ``ChatAnthropic`` (Anthropic) or a ``ChatOpenAI`` (the OpenAI-wire providers).
+
+        Args:
+            spec: the agent's resolved :class:`~xpander_sync.frameworks._llm.ModelSpec`.
+
+        Returns:
+            ``{"model": ...}`` (plus the framework's model-settings keys, if any).
+
+        Raises:
+            InvalidInputError: a provider this adapter does not map, or a missing endpoint.
+            ConfigurationError: no key for OpenAI or Anthropic.
+            FrameworkNotInstalledError: the provider's package is missing.
+        """
+        if spec.provider == "anthropic":
+            chat_anthropic = import_attr(
+                "langchain_anthropic", "ChatAnthropic",
+                'Anthropic models need langchain-anthropic: pip install "xpander-sync[langchain]"',
+            )
+            kwargs: Dict[str, Any] = {"model": spec.model_id, "api_key": spec.anthropic_key(),
+                                      "max_tokens": spec.max_tokens}
+            if spec.temperature is not None:
+                kwargs["temperature"] = spec.temperature
+            if spec.base_url:
+                kwargs["base_url"] = spec.base_url
+            if spec.extra_headers:
+                kwargs["default_headers"] = dict(spec.extra_headers)
+            return {"model": chat_anthropic(**kwargs)}
+        endpoint = spec.openai_endpoint(self.name)
+        chat_openai = import_attr(
+            "langchain_openai", "ChatOpenAI",
+            'OpenAI models need langchain-openai: pip install "xpander-sync[langchain]"',
+        )
+        kwargs = {"model": spec.model_id, "api_key": endpoint.api_key}
+        if endpoint.base_url:
+            kwargs["base_url"] = endpoint.base_url
+        if endpoint.headers:
+            kwargs["default_headers"] = endpoint.headers
+        if spec.temperature is not None:
+            kwargs["temperature"] = spec.temperature
+        if spec.reasoning_effort:
+            kwargs["reasoning_effort"] = spec.reasoning_effort
+        if endpoint.user:
+            kwargs["model_kwargs"] = {"user": endpoint.user}
+        if endpoint.prompt_cache_key:
+            kwargs["extra_body"] = {"prompt_cache_key": endpoint.prompt_cache_key}
+        if spec.max_tokens:
+            kwargs["max_tokens"] = spec.max_tokens
+        if spec.uses_responses_api:
+            kwargs["use_responses_api"] = True
+        return {"model": chat_openai(**kwargs)}
+
+
+#: The registry's builder (kept for code that imported it).
+build_langchain_args = LangChainAdapter.build
+FRAMEWORK = LangChainAdapter.name
+
+__all__ = ["FRAMEWORK", "LangChainAdapter", "build_langchain_args"]

@@ -6,11 +6,11 @@ xpander_sync`` works without it; building without it raises
 (``pip install "xpander-sync[openai-agents]"``). Every key returned is an ``Agent``
 dataclass field.
 
-What :func:`build_openai_agents_args` returns:
+What :class:`OpenAIAgentsAdapter` builds:
 
 * ``name`` = ``agent.name``; ``handoff_description`` = ``agent.description`` or
   ``instructions.general`` (what a leader reads before handing off to this agent).
-* ``instructions``: one system prompt (:meth:`AdapterBuild.system_prompt`): description,
+* ``instructions``: one system prompt (:meth:`Adapter.system_prompt`): description,
   role and goals (a task's ``instructions_override`` replaces them), expected output, the
   Markdown hint, the task user's details and ``task.additional_context``.
 * ``model``: OpenAI → ``OpenAIChatCompletionsModel`` on an ``AsyncOpenAI`` client
@@ -52,71 +52,24 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from typing import Any, Callable, Dict, List, Optional, Tuple, cast
+from typing import Any, Dict, List, Tuple, cast
 
 from ..models.agent import Agent
-from ..models.task import Task
-from . import _llm
 from ._adapter import (
-    MAX_OUTPUT_TOKENS,
     MCP_HTTP_TIMEOUT,
     MCP_SSE_READ_TIMEOUT,
     MCP_TOOL_TIMEOUT,
     OUTPUT_SCHEMA_NAME,
-    REFUSED_PROVIDERS,
+    Adapter,
     AdapterBuild,
-    OpenAIEndpoint,
     XpanderToolSpec,
-    anthropic_key,
     import_attr,
-    is_openai_wire,
     is_strict_compatible,
     mcp_label,
-    require,
-    temperature_for,
-    unsupported_provider,
-    uses_responses_api,
 )
+from ._llm import ModelSpec, OpenAIEndpoint
 
 logger = logging.getLogger(__name__)
-
-FRAMEWORK = "open-ai-agents"
-MISSING = 'openai-agents is not installed: pip install "xpander-sync[openai-agents]"'
-
-
-def build_openai_agents_args(
-    agent: Agent,
-    task: Optional[Task],
-    override: Optional[Dict[str, Any]],
-    tools: Optional[List[Any]],
-    auth_events_callback: Optional[Callable[..., Any]],
-    context: Any,
-) -> Dict[str, Any]:
-    """The keyword arguments of ``agents.Agent``.
-
-    Args:
-        agent: the agent (not modified).
-        task: the task being run, or ``None``.
-        override: ``Agent`` arguments applied last (``"model"`` skips model construction,
-            for the members too).
-        tools: extra openai-agents tools for the root agent.
-        auth_events_callback: unused here: the context delivers MCP auth events.
-        context: the :class:`~xpander_sync.frameworks._context.BuildContext` of this call.
-
-    Returns:
-        A dict for ``agents.Agent(**args)``.
-
-    Raises:
-        FrameworkNotInstalledError: openai-agents (or, for Anthropic, ``any-llm-sdk``) is missing.
-        InvalidInputError: a provider this adapter does not map, a missing endpoint, or a
-            team that contains itself.
-        ConfigurationError: no API key for OpenAI or Anthropic.
-        AuthenticationRequiredError: an MCP server needs a login that did not complete.
-        ModuleException: a platform call failed.
-    """
-    require("agents", MISSING)
-    del auth_events_callback
-    return _OpenAIAgentsBuild(context, task, override).root(agent, tools)
 
 
 @functools.cache
@@ -193,68 +146,28 @@ def function_tool(spec: XpanderToolSpec) -> Any:
     )
 
 
-def build_model(settings: _llm.LLMSettings) -> Tuple[Any, Any]:
-    """``(model, model_settings)`` for resolved LLM settings.
+class OpenAIAgentsAdapter(Adapter):
+    """openai-agents: ``agents.Agent(**args)``; team members become handoffs."""
 
-    Args:
-        settings: from :func:`~xpander_sync.frameworks._llm.resolve_llm`.
-
-    Returns:
-        The model (``AnyLLMModel`` for Anthropic; ``OpenAIResponsesModel`` or
-        ``OpenAIChatCompletionsModel`` otherwise) and its ``ModelSettings``.
-
-    Raises:
-        InvalidInputError: a provider this adapter does not map, or a missing endpoint.
-        ConfigurationError: no key for OpenAI or Anthropic.
-        FrameworkNotInstalledError: Anthropic without ``openai-agents[any-llm]``.
-    """
-    from agents import ModelSettings
-    from openai.types.shared import Reasoning
-
-    temperature = temperature_for(settings)
-    reasoning = Reasoning(effort=cast(Any, settings.reasoning_effort)) if settings.reasoning_effort else None
-    if settings.provider == "anthropic":
-        any_llm = import_attr(
-            "agents.extensions.models.any_llm_model", "AnyLLMModel",
-            'Anthropic models on openai-agents need any-llm-sdk (Python >= 3.11): '
-            'pip install "xpander-sync[openai-agents]"',
-        )
-        model = any_llm(model=f"anthropic/{settings.model_id}", api_key=anthropic_key(settings),
-                        base_url=settings.base_url, api="chat_completions")
-        return model, ModelSettings(
-            temperature=temperature, max_tokens=MAX_OUTPUT_TOKENS,
-            extra_headers=dict(settings.extra_headers) or None,
-        )
-    if settings.provider in REFUSED_PROVIDERS or not is_openai_wire(settings):
-        raise unsupported_provider(settings, FRAMEWORK)
-    from agents import OpenAIChatCompletionsModel, OpenAIResponsesModel
-    from openai import AsyncOpenAI
-
-    endpoint = OpenAIEndpoint(settings)
-    client = AsyncOpenAI(api_key=endpoint.api_key, base_url=endpoint.base_url,
-                         default_headers=endpoint.headers or None)
-    body: Dict[str, Any] = {}
-    if endpoint.user:
-        body["user"] = endpoint.user
-    if endpoint.prompt_cache_key:
-        body["prompt_cache_key"] = endpoint.prompt_cache_key
-    model_settings = ModelSettings(
-        temperature=temperature,
-        reasoning=reasoning,
-        extra_body=body or None,
-        max_tokens=MAX_OUTPUT_TOKENS if settings.provider == "open_router" else None,
-    )
-    if uses_responses_api(settings):
-        return OpenAIResponsesModel(model=settings.model_id, openai_client=client), model_settings
-    return OpenAIChatCompletionsModel(model=settings.model_id, openai_client=client), model_settings
-
-
-class _OpenAIAgentsBuild(AdapterBuild):
-    framework = FRAMEWORK
+    name = "open-ai-agents"
+    extra = "openai-agents"
+    requires = "agents"
+    constructor = "agents.Agent"
 
     def agent_args(
         self, agent: Agent, *, root: bool, extra_tools: List[Any], path: Tuple[str, ...]
     ) -> Dict[str, Any]:
+        """This agent's constructor arguments (:meth:`Adapter.agent_args`).
+
+        Args:
+            agent: the agent (a leader, a member, or a lone agent).
+            root: whether it is the agent the task runs (task-level choices apply).
+            extra_tools: the caller's tools (root only).
+            path: the ids of the leaders above it.
+
+        Returns:
+            The keyword arguments for ``agents.Agent``.
+        """
         from agents import Agent as OAAgent
 
         path = self.check_cycle(agent, path)
@@ -265,10 +178,7 @@ class _OpenAIAgentsBuild(AdapterBuild):
         prompt = self.system_prompt(agent, root)
         if prompt:
             args["instructions"] = prompt
-        if self.has_model_override:
-            args["model"] = self.override_model
-        else:
-            args["model"], args["model_settings"] = build_model(self.llm_settings(agent))
+        args.update(self.model_args(agent))
         schema = self.output_schema(agent, root)
         if schema is not None:
             args["output_type"] = json_output_type(schema)
@@ -285,6 +195,50 @@ class _OpenAIAgentsBuild(AdapterBuild):
             logger.debug("agent %s: tool_call_limit is a Runner.run(max_turns=...) setting in openai-agents",
                          agent.id)
         return args
+
+    def model(self, spec: ModelSpec) -> Dict[str, Any]:
+        """The model arguments for a resolved spec.
+
+        ``model`` (``AnyLLMModel`` for Anthropic; ``OpenAIResponsesModel`` or ``OpenAIChatCompletionsModel``
+        otherwise) and its ``model_settings``.
+
+        Args:
+            spec: the agent's resolved :class:`~xpander_sync.frameworks._llm.ModelSpec`.
+
+        Returns:
+            ``{"model": ...}`` (plus the framework's model-settings keys, if any).
+
+        Raises:
+            InvalidInputError: a provider this adapter does not map, or a missing endpoint.
+            ConfigurationError: no key for OpenAI or Anthropic.
+            FrameworkNotInstalledError: the provider's package is missing.
+        """
+        from agents import ModelSettings
+        from openai.types.shared import Reasoning
+
+        reasoning = Reasoning(effort=cast(Any, spec.reasoning_effort)) if spec.reasoning_effort else None
+        if spec.provider == "anthropic":
+            any_llm = import_attr(
+                "agents.extensions.models.any_llm_model", "AnyLLMModel",
+                'Anthropic models on openai-agents need any-llm-sdk (Python >= 3.11): '
+                'pip install "xpander-sync[openai-agents]"',
+            )
+            model = any_llm(model=f"anthropic/{spec.model_id}", api_key=spec.anthropic_key(),
+                            base_url=spec.base_url, api="chat_completions")
+            settings = ModelSettings(temperature=spec.temperature, max_tokens=spec.max_tokens,
+                                     extra_headers=dict(spec.extra_headers) or None)
+            return {"model": model, "model_settings": settings}
+        from agents import OpenAIChatCompletionsModel, OpenAIResponsesModel
+        from openai import AsyncOpenAI
+
+        endpoint: OpenAIEndpoint = spec.openai_endpoint(self.name)
+        client = AsyncOpenAI(api_key=endpoint.api_key, base_url=endpoint.base_url,
+                             default_headers=endpoint.headers or None)
+        body = {k: v for k, v in (("user", endpoint.user), ("prompt_cache_key", endpoint.prompt_cache_key)) if v}
+        settings = ModelSettings(temperature=spec.temperature, reasoning=reasoning, extra_body=body or None,
+                                 max_tokens=spec.max_tokens)
+        model_class = OpenAIResponsesModel if spec.uses_responses_api else OpenAIChatCompletionsModel
+        return {"model": model_class(model=spec.model_id, openai_client=client), "model_settings": settings}
 
     def _mcp(self, agent: Agent, root: bool) -> List[Any]:
         entries = self.mcp_entries(agent, root)
@@ -314,4 +268,9 @@ class _OpenAIAgentsBuild(AdapterBuild):
         return servers
 
 
-__all__ = ["FRAMEWORK", "AdapterBuild", "OpenAIEndpoint", "XpanderToolSpec", "build_openai_agents_args"]
+#: The registry's builder (kept for code that imported it).
+build_openai_agents_args = OpenAIAgentsAdapter.build
+FRAMEWORK = OpenAIAgentsAdapter.name
+
+__all__ = ["FRAMEWORK", "AdapterBuild", "OpenAIAgentsAdapter", "OpenAIEndpoint", "XpanderToolSpec",
+           "build_openai_agents_args"]

@@ -7,7 +7,7 @@ not shadow the real package: imports are absolute); building without it raises
 :class:`~xpander_sync.errors.FrameworkNotInstalledError` naming the extra
 (``pip install "xpander-sync[pydantic-ai]"``).
 
-What :func:`build_pydantic_ai_args` returns:
+What :class:`PydanticAIAdapter` builds:
 
 * ``name`` = ``agent.name``; ``description`` = ``agent.description`` or ``instructions.general``.
 * ``instructions``: description, role and goals (or the task's ``instructions_override``),
@@ -36,126 +36,25 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 from ..models.agent import Agent
-from ..models.task import Task
-from . import _llm
 from ._adapter import (
-    MAX_OUTPUT_TOKENS,
     MCP_SSE_READ_TIMEOUT,
     MCP_TOOL_TIMEOUT,
     MEMBER_TOOL_SCHEMA,
     OUTPUT_SCHEMA_NAME,
-    REFUSED_PROVIDERS,
-    AdapterBuild,
-    OpenAIEndpoint,
+    Adapter,
     XpanderToolSpec,
-    anthropic_key,
     import_attr,
-    is_openai_wire,
     member_tool_description,
     member_tool_name,
-    require,
-    temperature_for,
-    unsupported_provider,
-    uses_responses_api,
 )
+from ._llm import ModelSpec
 
 logger = logging.getLogger(__name__)
 
-FRAMEWORK = "pydantic-ai"
 EXTRA = 'pip install "xpander-sync[pydantic-ai]"'
-MISSING = f"pydantic-ai is not installed: {EXTRA}"
-
-
-def build_pydantic_ai_args(
-    agent: Agent,
-    task: Optional[Task],
-    override: Optional[Dict[str, Any]],
-    tools: Optional[List[Any]],
-    auth_events_callback: Optional[Callable[..., Any]],
-    context: Any,
-) -> Dict[str, Any]:
-    """The keyword arguments of ``pydantic_ai.Agent``.
-
-    Args:
-        agent: the agent (not modified).
-        task: the task being run, or ``None``.
-        override: ``Agent`` arguments applied last (``"model"`` skips model construction,
-            for the members too).
-        tools: extra Pydantic AI tools for the root agent.
-        auth_events_callback: unused here: the context delivers MCP auth events.
-        context: the :class:`~xpander_sync.frameworks._context.BuildContext` of this call.
-
-    Returns:
-        A dict for ``pydantic_ai.Agent(**args)``.
-
-    Raises:
-        FrameworkNotInstalledError: pydantic-ai or the provider's package is missing.
-        InvalidInputError: a provider this adapter does not map, a missing endpoint, or a
-            team that contains itself.
-        ConfigurationError: no API key for OpenAI or Anthropic.
-        AuthenticationRequiredError: an MCP server needs a login that did not complete.
-        ModuleException: a platform call failed.
-    """
-    require("pydantic_ai", MISSING)
-    del auth_events_callback
-    return _PydanticAIBuild(context, task, override).root(agent, tools)
-
-
-def build_model(settings: _llm.LLMSettings) -> Any:
-    """The Pydantic AI model for resolved LLM settings.
-
-    Args:
-        settings: from :func:`~xpander_sync.frameworks._llm.resolve_llm`.
-
-    Returns:
-        An ``AnthropicModel``, ``OpenAIResponsesModel`` or ``OpenAIChatModel``.
-
-    Raises:
-        InvalidInputError: a provider this adapter does not map, or a missing endpoint.
-        ConfigurationError: no key for OpenAI or Anthropic.
-        FrameworkNotInstalledError: the provider's package (``openai``, ``anthropic``) is missing.
-    """
-    temperature = temperature_for(settings)
-    model_settings: Dict[str, Any] = {}
-    if temperature is not None:
-        model_settings["temperature"] = temperature
-    if settings.provider == "anthropic":
-        missing = f"Anthropic models need pydantic-ai-slim[anthropic]: {EXTRA}"
-        model_class = import_attr("pydantic_ai.models.anthropic", "AnthropicModel", missing)
-        provider_class = import_attr("pydantic_ai.providers.anthropic", "AnthropicProvider", missing)
-        from anthropic import AsyncAnthropic
-
-        client_kwargs: Dict[str, Any] = {"api_key": anthropic_key(settings)}
-        if settings.base_url:
-            client_kwargs["base_url"] = settings.base_url
-        if settings.extra_headers:
-            client_kwargs["default_headers"] = dict(settings.extra_headers)
-        model_settings["max_tokens"] = MAX_OUTPUT_TOKENS
-        return model_class(settings.model_id, provider=provider_class(anthropic_client=AsyncAnthropic(**client_kwargs)),
-                           settings=model_settings)
-    if settings.provider in REFUSED_PROVIDERS or not is_openai_wire(settings):
-        raise unsupported_provider(settings, FRAMEWORK)
-    missing = f"OpenAI models need pydantic-ai-slim[openai]: {EXTRA}"
-    name = "OpenAIResponsesModel" if uses_responses_api(settings) else "OpenAIChatModel"
-    model_class = import_attr("pydantic_ai.models.openai", name, missing)
-    provider_class = import_attr("pydantic_ai.providers.openai", "OpenAIProvider", missing)
-    from openai import AsyncOpenAI
-
-    endpoint = OpenAIEndpoint(settings)
-    client = AsyncOpenAI(api_key=endpoint.api_key, base_url=endpoint.base_url, default_headers=endpoint.headers or None)
-    if settings.reasoning_effort:
-        model_settings["openai_reasoning_effort"] = settings.reasoning_effort
-    if endpoint.user:
-        model_settings["openai_user"] = endpoint.user
-    if endpoint.prompt_cache_key:
-        model_settings["openai_prompt_cache_key"] = endpoint.prompt_cache_key
-    if settings.provider == "open_router":
-        model_settings["max_tokens"] = MAX_OUTPUT_TOKENS
-    provider = provider_class(openai_client=client)
-    return model_class(settings.model_id, provider=provider, settings=model_settings or None)
 
 
 def schema_tool(spec: XpanderToolSpec) -> Any:
@@ -192,19 +91,32 @@ def member_tool(member: Agent, built: Any) -> Any:
                             json_schema=dict(MEMBER_TOOL_SCHEMA))
 
 
-class _PydanticAIBuild(AdapterBuild):
-    framework = FRAMEWORK
+class PydanticAIAdapter(Adapter):
+    """Pydantic AI: ``pydantic_ai.Agent(**args)``; team members become delegation tools."""
+
+    name = "pydantic-ai"
+    extra = "pydantic-ai"
+    requires = "pydantic_ai"
+    constructor = "pydantic_ai.Agent"
 
     def agent_args(
         self, agent: Agent, *, root: bool, extra_tools: List[Any], path: Tuple[str, ...]
     ) -> Dict[str, Any]:
+        """This agent's constructor arguments (:meth:`Adapter.agent_args`).
+
+        Args:
+            agent: the agent (a leader, a member, or a lone agent).
+            root: whether it is the agent the task runs (task-level choices apply).
+            extra_tools: the caller's tools (root only).
+            path: the ids of the leaders above it.
+
+        Returns:
+            The keyword arguments for ``pydantic_ai.Agent``.
+        """
         from pydantic_ai import Agent as PAgent
 
         path = self.check_cycle(agent, path)
-        args: Dict[str, Any] = {
-            "model": self.override_model if self.has_model_override else build_model(self.llm_settings(agent)),
-            "name": agent.name,
-        }
+        args: Dict[str, Any] = {**self.model_args(agent), "name": agent.name}
         description = self.description(agent)
         if description:
             args["description"] = description
@@ -252,4 +164,63 @@ class _PydanticAIBuild(AdapterBuild):
         return toolsets
 
 
-__all__ = ["FRAMEWORK", "build_model", "build_pydantic_ai_args"]
+    def model(self, spec: ModelSpec) -> Dict[str, Any]:
+        """The model arguments for a resolved spec.
+
+        An ``AnthropicModel`` on an ``AsyncAnthropic`` client, or an ``OpenAIResponsesModel`` /
+        ``OpenAIChatModel`` on an ``AsyncOpenAI`` client, with the generation settings.
+
+        Args:
+            spec: the agent's resolved :class:`~xpander_sync.frameworks._llm.ModelSpec`.
+
+        Returns:
+            ``{"model": ...}`` (plus the framework's model-settings keys, if any).
+
+        Raises:
+            InvalidInputError: a provider this adapter does not map, or a missing endpoint.
+            ConfigurationError: no key for OpenAI or Anthropic.
+            FrameworkNotInstalledError: the provider's package is missing.
+        """
+        settings: Dict[str, Any] = {}
+        if spec.temperature is not None:
+            settings["temperature"] = spec.temperature
+        if spec.provider == "anthropic":
+            missing = f"Anthropic models need pydantic-ai-slim[anthropic]: {EXTRA}"
+            model_class = import_attr("pydantic_ai.models.anthropic", "AnthropicModel", missing)
+            provider_class = import_attr("pydantic_ai.providers.anthropic", "AnthropicProvider", missing)
+            from anthropic import AsyncAnthropic
+
+            client_kwargs: Dict[str, Any] = {"api_key": spec.anthropic_key()}
+            if spec.base_url:
+                client_kwargs["base_url"] = spec.base_url
+            if spec.extra_headers:
+                client_kwargs["default_headers"] = dict(spec.extra_headers)
+            settings["max_tokens"] = spec.max_tokens
+            provider = provider_class(anthropic_client=AsyncAnthropic(**client_kwargs))
+            return {"model": model_class(spec.model_id, provider=provider, settings=settings)}
+        endpoint = spec.openai_endpoint(self.name)
+        missing = f"OpenAI models need pydantic-ai-slim[openai]: {EXTRA}"
+        name = "OpenAIResponsesModel" if spec.uses_responses_api else "OpenAIChatModel"
+        model_class = import_attr("pydantic_ai.models.openai", name, missing)
+        provider_class = import_attr("pydantic_ai.providers.openai", "OpenAIProvider", missing)
+        from openai import AsyncOpenAI
+
+        client = AsyncOpenAI(api_key=endpoint.api_key, base_url=endpoint.base_url,
+                             default_headers=endpoint.headers or None)
+        if spec.reasoning_effort:
+            settings["openai_reasoning_effort"] = spec.reasoning_effort
+        if endpoint.user:
+            settings["openai_user"] = endpoint.user
+        if endpoint.prompt_cache_key:
+            settings["openai_prompt_cache_key"] = endpoint.prompt_cache_key
+        if spec.max_tokens:
+            settings["max_tokens"] = spec.max_tokens
+        model = model_class(spec.model_id, provider=provider_class(openai_client=client), settings=settings or None)
+        return {"model": model}
+
+
+#: The registry's builder (kept for code that imported it).
+build_pydantic_ai_args = PydanticAIAdapter.build
+FRAMEWORK = PydanticAIAdapter.name
+
+__all__ = ["FRAMEWORK", "PydanticAIAdapter", "build_pydantic_ai_args"]

@@ -6,7 +6,7 @@ not shadow the real package: imports are absolute); building without it raises
 (``pip install "xpander-sync[strands-agents]"``). The extra cannot share an environment
 with ``openai-agents``: ``strands-agents[openai]`` pins ``openai<3``.
 
-What :func:`build_strands_args` returns:
+What :class:`StrandsAdapter` builds:
 
 * ``agent_id``, ``name``, ``description`` (``agent.description`` or ``instructions.general``).
 * ``system_prompt``: description, role and goals (or the task's ``instructions_override``),
@@ -41,122 +41,21 @@ from __future__ import annotations
 
 import keyword
 import logging
-from typing import Any, Callable, Dict, List, Optional, Tuple, cast
+from typing import Any, Dict, List, Optional, Tuple, cast
 
 from ..models.agent import Agent
-from ..models.task import Task
-from . import _llm
 from ._adapter import (
-    MAX_OUTPUT_TOKENS,
     OUTPUT_SCHEMA_NAME,
-    REFUSED_PROVIDERS,
-    AdapterBuild,
-    OpenAIEndpoint,
+    Adapter,
     XpanderToolSpec,
-    anthropic_key,
     import_attr,
-    is_openai_wire,
     member_tool_description,
     member_tool_name,
-    require,
-    temperature_for,
-    unsupported_provider,
-    uses_responses_api,
 )
+from ._llm import ModelSpec
 from ._tools import render_tool_result
 
 logger = logging.getLogger(__name__)
-
-FRAMEWORK = "strands-agents"
-MISSING = 'strands-agents is not installed: pip install "xpander-sync[strands-agents]"'
-
-
-def build_strands_args(
-    agent: Agent,
-    task: Optional[Task],
-    override: Optional[Dict[str, Any]],
-    tools: Optional[List[Any]],
-    auth_events_callback: Optional[Callable[..., Any]],
-    context: Any,
-) -> Dict[str, Any]:
-    """The keyword arguments of ``strands.Agent``.
-
-    Args:
-        agent: the agent (not modified).
-        task: the task being run, or ``None``.
-        override: ``Agent`` arguments applied last (``"model"`` skips model construction,
-            for the members too).
-        tools: extra Strands tools for the root agent.
-        auth_events_callback: unused here.
-        context: the :class:`~xpander_sync.frameworks._context.BuildContext` of this call.
-
-    Returns:
-        A dict for ``strands.Agent(**args)``.
-
-    Raises:
-        FrameworkNotInstalledError: strands-agents or the provider's package is missing.
-        InvalidInputError: a provider this adapter does not map, a missing endpoint, or a
-            team that contains itself.
-        ConfigurationError: no API key for OpenAI or Anthropic.
-        ModuleException: a platform call failed.
-    """
-    require("strands", MISSING)
-    del auth_events_callback
-    return _StrandsBuild(context, task, override).root(agent, tools)
-
-
-def build_model(settings: _llm.LLMSettings) -> Any:
-    """The Strands model for resolved LLM settings.
-
-    Args:
-        settings: from :func:`~xpander_sync.frameworks._llm.resolve_llm`.
-
-    Returns:
-        An ``AnthropicModel``, ``OpenAIResponsesModel`` or ``OpenAIModel``.
-
-    Raises:
-        InvalidInputError: a provider this adapter does not map, or a missing endpoint.
-        ConfigurationError: no key for OpenAI or Anthropic.
-        FrameworkNotInstalledError: the provider's package (``openai``, ``anthropic``) is missing.
-    """
-    temperature = temperature_for(settings)
-    params: Dict[str, Any] = {}
-    if temperature is not None:
-        params["temperature"] = temperature
-    if settings.provider == "anthropic":
-        model_class = import_attr(
-            "strands.models.anthropic", "AnthropicModel",
-            'Anthropic models need the anthropic package: pip install "xpander-sync[strands-agents]"',
-        )
-        client_args: Dict[str, Any] = {"api_key": anthropic_key(settings)}
-        if settings.base_url:
-            client_args["base_url"] = settings.base_url
-        if settings.extra_headers:
-            client_args["default_headers"] = dict(settings.extra_headers)
-        return model_class(client_args=client_args, model_id=settings.model_id, max_tokens=MAX_OUTPUT_TOKENS,
-                           params=params or None)
-    if settings.provider in REFUSED_PROVIDERS or not is_openai_wire(settings):
-        raise unsupported_provider(settings, FRAMEWORK)
-    missing = 'OpenAI models need the openai package: pip install "xpander-sync[strands-agents]"'
-    if uses_responses_api(settings):
-        model_class = import_attr("strands.models.openai_responses", "OpenAIResponsesModel", missing)
-    else:
-        model_class = import_attr("strands.models.openai", "OpenAIModel", missing)
-    endpoint = OpenAIEndpoint(settings)
-    client_args = {"api_key": endpoint.api_key}
-    if endpoint.base_url:
-        client_args["base_url"] = endpoint.base_url
-    if endpoint.headers:
-        client_args["default_headers"] = endpoint.headers
-    if settings.reasoning_effort:
-        params["reasoning_effort"] = settings.reasoning_effort
-    if endpoint.user:
-        params["user"] = endpoint.user
-    if endpoint.prompt_cache_key:
-        params["prompt_cache_key"] = endpoint.prompt_cache_key
-    if settings.provider == "open_router":
-        params["max_tokens"] = MAX_OUTPUT_TOKENS
-    return model_class(client_args=client_args, model_id=settings.model_id, params=params or None)
 
 
 def python_tool(spec: XpanderToolSpec) -> Any:
@@ -276,12 +175,28 @@ def _identifier(name: str, index: int) -> str:
 # -- the builder ---------------------------------------------------------------------------------
 
 
-class _StrandsBuild(AdapterBuild):
-    framework = FRAMEWORK
+class StrandsAdapter(Adapter):
+    """Strands: ``strands.Agent(**args)``; team members become agents-as-tools."""
+
+    name = "strands-agents"
+    extra = "strands-agents"
+    requires = "strands"
+    constructor = "strands.Agent"
 
     def agent_args(
         self, agent: Agent, *, root: bool, extra_tools: List[Any], path: Tuple[str, ...]
     ) -> Dict[str, Any]:
+        """This agent's constructor arguments (:meth:`Adapter.agent_args`).
+
+        Args:
+            agent: the agent (a leader, a member, or a lone agent).
+            root: whether it is the agent the task runs (task-level choices apply).
+            extra_tools: the caller's tools (root only).
+            path: the ids of the leaders above it.
+
+        Returns:
+            The keyword arguments for ``strands.Agent``.
+        """
         from strands import Agent as StrandsAgent
 
         path = self.check_cycle(agent, path)
@@ -289,7 +204,7 @@ class _StrandsBuild(AdapterBuild):
         description = self.description(agent)
         if description:
             args["description"] = description
-        args["model"] = self.override_model if self.has_model_override else build_model(self.llm_settings(agent))
+        args.update(self.model_args(agent))
         prompt = self.system_prompt(agent, root)
         if prompt:
             args["system_prompt"] = prompt
@@ -309,4 +224,62 @@ class _StrandsBuild(AdapterBuild):
         return args
 
 
-__all__ = ["FRAMEWORK", "build_model", "build_strands_args", "pydantic_model_from_schema"]
+    def model(self, spec: ModelSpec) -> Dict[str, Any]:
+        """The model arguments for a resolved spec.
+
+        An ``AnthropicModel``, ``OpenAIResponsesModel`` or ``OpenAIModel`` (key, endpoint and headers in
+        ``client_args``; temperature, effort, ``user`` and ``prompt_cache_key`` in ``params``).
+
+        Args:
+            spec: the agent's resolved :class:`~xpander_sync.frameworks._llm.ModelSpec`.
+
+        Returns:
+            ``{"model": ...}`` (plus the framework's model-settings keys, if any).
+
+        Raises:
+            InvalidInputError: a provider this adapter does not map, or a missing endpoint.
+            ConfigurationError: no key for OpenAI or Anthropic.
+            FrameworkNotInstalledError: the provider's package is missing.
+        """
+        params: Dict[str, Any] = {}
+        if spec.temperature is not None:
+            params["temperature"] = spec.temperature
+        if spec.provider == "anthropic":
+            model_class = import_attr(
+                "strands.models.anthropic", "AnthropicModel",
+                'Anthropic models need the anthropic package: pip install "xpander-sync[strands-agents]"',
+            )
+            client_args: Dict[str, Any] = {"api_key": spec.anthropic_key()}
+            if spec.base_url:
+                client_args["base_url"] = spec.base_url
+            if spec.extra_headers:
+                client_args["default_headers"] = dict(spec.extra_headers)
+            return {"model": model_class(client_args=client_args, model_id=spec.model_id,
+                                         max_tokens=spec.max_tokens, params=params or None)}
+        endpoint = spec.openai_endpoint(self.name)
+        missing = 'OpenAI models need the openai package: pip install "xpander-sync[strands-agents]"'
+        if spec.uses_responses_api:
+            model_class = import_attr("strands.models.openai_responses", "OpenAIResponsesModel", missing)
+        else:
+            model_class = import_attr("strands.models.openai", "OpenAIModel", missing)
+        client_args = {"api_key": endpoint.api_key}
+        if endpoint.base_url:
+            client_args["base_url"] = endpoint.base_url
+        if endpoint.headers:
+            client_args["default_headers"] = endpoint.headers
+        if spec.reasoning_effort:
+            params["reasoning_effort"] = spec.reasoning_effort
+        if endpoint.user:
+            params["user"] = endpoint.user
+        if endpoint.prompt_cache_key:
+            params["prompt_cache_key"] = endpoint.prompt_cache_key
+        if spec.max_tokens:
+            params["max_tokens"] = spec.max_tokens
+        return {"model": model_class(client_args=client_args, model_id=spec.model_id, params=params or None)}
+
+
+#: The registry's builder (kept for code that imported it).
+build_strands_args = StrandsAdapter.build
+FRAMEWORK = StrandsAdapter.name
+
+__all__ = ["FRAMEWORK", "StrandsAdapter", "build_strands_args", "pydantic_model_from_schema"]

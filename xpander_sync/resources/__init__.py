@@ -1,8 +1,12 @@
 """Resources: every platform route, each a thin layer of pure request building around one transport call."""
 
 from .agents import Agents
+from .events import Events
+from .mcp import MCPAuth
+from .metadata import Metadata
 from .reports import Reports
 from .tasks import Tasks
+from .tools import Tools
 from .workers import Workers
 
-__all__ = ["Agents", "Reports", "Tasks", "Workers"]
+__all__ = ["Agents", "Events", "MCPAuth", "Metadata", "Reports", "Tasks", "Tools", "Workers"]

@@ -40,9 +40,9 @@ from xpander_sync.frameworks.agno import build_agno_args, render_tool_result, sq
 from xpander_sync.models import Agent, MCPServerDetails, Task
 from xpander_sync.models.tools import ToolInvocationResult
 
-from .conftest import BASE, body_of, load_fixture
+from ..conftest import BASE, body_of, load_fixture
 
-pytestmark = pytest.mark.agno
+pytestmark = [pytest.mark.agno, pytest.mark.framework("agno")]
 
 FIXTURE_OF = {
     "agt-openai": "agent_openai",

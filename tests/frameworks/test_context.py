@@ -18,7 +18,7 @@ from xpander_sync.handlers import clear_handlers, get_registered_handlers, on_au
 from xpander_sync.models import Agent, MCPServerDetails, Task
 from xpander_sync.transport import Transport
 
-from .conftest import BASE, body_of, load_fixture
+from ..conftest import BASE, body_of, load_fixture
 
 TOKEN_ROUTE = f"{BASE}/mcp_auth/agt-openai/user-42/get_token"
 PUSH_ROUTE = f"{BASE}/agent-execution/3f7c2a9e-8d41-4c1b-9e0a-6b5d2f1e7a44/events/push"

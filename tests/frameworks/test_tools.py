@@ -16,7 +16,7 @@ from xpander_sync.frameworks._tools import (
 )
 from xpander_sync.models import Agent, Tool
 
-from .conftest import load_fixture
+from ..conftest import load_fixture
 
 
 @pytest.fixture

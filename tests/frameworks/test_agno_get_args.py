@@ -12,9 +12,11 @@ from xpander_sync import Backend
 from xpander_sync._converter import structure
 from xpander_sync.models import Task
 
-from .conftest import BASE, load_fixture
+from ..conftest import BASE, load_fixture
 
 pytest.importorskip("agno", reason="the agno extra is part of the test environment (tox -e py)")
+
+pytestmark = pytest.mark.framework("agno")
 
 DB = {"id": "db-1", "name": "db", "connection_uri": {"uri": "postgresql://u:p@db.example:5432/x"}}
 

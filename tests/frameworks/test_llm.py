@@ -17,7 +17,7 @@ from xpander_sync.frameworks._llm import (
 )
 from xpander_sync.models import Agent, LLMCredentials, Task
 
-from .conftest import load_fixture
+from ..conftest import load_fixture
 
 CUSTOM = Secret("sk-CUSTOM")
 

@@ -12,7 +12,9 @@ import pytest
 from xpander_sync import InvalidInputError, UnsupportedFrameworkError
 from xpander_sync._converter import structure, unstructure
 from xpander_sync.frameworks import (
+    Adapter,
     dispatch_get_args,
+    get_adapter,
     get_builder,
     register_framework,
     supported_frameworks,
@@ -20,7 +22,7 @@ from xpander_sync.frameworks import (
 )
 from xpander_sync.models import Agent
 
-from .conftest import load_fixture
+from ..conftest import load_fixture
 
 CALLS: List[Dict[str, Any]] = []
 
@@ -62,11 +64,30 @@ def test_agno_is_supported_and_registered_lazily():
     import xpander_sync.frameworks as registry
 
     assert "agno" in supported_frameworks()
-    assert registry._registry["agno"] in ("xpander_sync.frameworks.agno:build_agno_args", get_builder("agno"))
-    from xpander_sync.frameworks.agno import build_agno_args
+    assert registry._registry["agno"] in ("xpander_sync.frameworks.agno:AgnoAdapter", get_adapter("agno"))
+    from xpander_sync.frameworks.agno import AgnoAdapter, build_agno_args
 
-    assert get_builder("AGNO") is build_agno_args
-    assert registry._registry["agno"] is build_agno_args  # resolved once, then kept
+    assert get_adapter("AGNO") is AgnoAdapter
+    assert get_builder("AGNO") == build_agno_args == AgnoAdapter.build
+    assert registry._registry["agno"] is AgnoAdapter  # resolved once, then kept
+
+
+def test_an_adapter_class_can_be_registered_and_a_builder_function_has_no_class():
+    class EchoAdapter(Adapter):
+        """Builds {"name": ...} without any framework."""
+
+        name, extra, requires, constructor = "crewai", "crewai", "json", "crewai.Agent"
+
+        def agent_args(self, agent, *, root, extra_tools, path):
+            return {"name": agent.name, "tools": extra_tools}
+
+    register_framework("crewai", EchoAdapter)
+    assert get_adapter("crewai") is EchoAdapter
+    assert dispatch_get_args(make_agent("crewai"), tools=["t"], override={"x": 1}, context="ctx") == {
+        "name": "CRM Assistant", "tools": ["t"], "x": 1}
+    register_framework("lazy", recording_builder)
+    with pytest.raises(UnsupportedFrameworkError, match="builder function, not an Adapter"):
+        get_adapter("lazy")
 
 
 @pytest.mark.parametrize("framework", ["open-claw"])
@@ -128,7 +149,7 @@ def test_third_party_builder_for_a_platform_framework():
 
 
 def test_string_builders_are_imported_on_first_use():
-    register_framework("lazy", "tests.test_frameworks_registry:recording_builder")
+    register_framework("lazy", "tests.frameworks.test_registry:recording_builder")
     assert get_builder("lazy") is recording_builder
     assert dispatch_get_args(make_agent("lazy"), context="c") == {"built_for": "agt-openai"}
 
