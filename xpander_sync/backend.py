@@ -10,8 +10,6 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 from ._async import async_twin, caller_loop
 from .config import ENV_AGENT_ID, Configuration
 from .errors import ConfigurationError, InvalidInputError, MissingAgentError
-from .frameworks import dispatch_get_args
-from .frameworks._context import BuildContext
 from .models.agent import Agent
 from .models.common import OutputFormat
 from .models.task import Task, User
@@ -281,6 +279,11 @@ class Backend(Resource):
             AuthenticationRequiredError: an MCP server needs a login that did not complete.
             ModuleException: the platform refused a request or could not be reached.
         """
+        # Imported on first use: the adapters are not needed to report or invoke, and they
+        # are a measurable part of `import xpander_sync` (docs/performance.md).
+        from .frameworks import dispatch_get_args
+        from .frameworks._context import BuildContext
+
         if task is not None and not isinstance(task, Task):
             raise InvalidInputError("task must be an xpander_sync.Task (or None)")
         if override is not None and not isinstance(override, Mapping):
