@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -13,6 +14,8 @@ import urllib.request
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from xpander_sync.testing import (
     ScriptedModel,
@@ -247,6 +250,30 @@ def test_gemini_sdk(model):
     assert [r.api_key for r in model.requests] == ["gk-sdk", "gk-sdk"]
 
 
+# --- async clients (the run matrix's async runs) --------------------------------------------------------------
+
+
+def test_async_sdks_stream_through_the_same_script(model):
+    model.script(call_tool("get_weather", {"city": "Lima"}), answer("Mild"))
+
+    async def run() -> Tuple[Any, str]:
+        openai_client = openai.AsyncOpenAI(base_url=model.url + "/v1", api_key="sk-async", max_retries=0)
+        async with openai_client.responses.stream(model="gpt-5", input="go", tools=RESPONSES_TOOLS) as events:
+            first = await events.get_final_response()
+        anthropic_client = anthropic.AsyncAnthropic(base_url=model.url, api_key="sk-ant-async", max_retries=0)
+        async with anthropic_client.messages.stream(model="claude-scripted", max_tokens=64,
+                                                    messages=[{"role": "user", "content": "go"}]) as stream:
+            text = "".join([piece async for piece in stream.text_stream])
+        await openai_client.close()
+        await anthropic_client.close()
+        return first, text
+
+    first, text = asyncio.run(run())
+    assert first.output[0].name == "get_weather" and json.loads(first.output[0].arguments) == {"city": "Lima"}
+    assert text == "Mild"
+    assert [r.api_key for r in model.requests] == ["sk-async", "sk-ant-async"]
+
+
 # --- script semantics ------------------------------------------------------------------------------------------
 
 
@@ -336,6 +363,43 @@ def test_a_bad_body_gets_a_400_in_the_provider_format(model, path, body, shape):
     else:
         assert document["error"]["type"] == "invalid_request_error"
     assert model.remaining == 1 and model.requests[0].status == 400 and model.requests[0].turn is None
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+                     lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                     max_leaves=12)
+_KEYS = st.sampled_from(["model", "messages", "input", "tools", "contents", "stream", "stream_options", "function",
+                         "parts", "content", "role", "type", "name", "tool_call_id", "functionDeclarations"])
+_BODIES = st.dictionaries(_KEYS, _JSON | st.lists(st.dictionaries(_KEYS, _JSON, max_size=4), max_size=3), max_size=5)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=_BODIES, path=st.sampled_from(["/v1/chat/completions", "/v1/responses", "/v1/messages",
+                                           "/v1beta/models/g:streamGenerateContent"]))
+def test_any_json_body_gets_an_answer_or_a_400(body, path):
+    model = ScriptedModel([call_first_tool()])
+    response = model.handle("POST", path, {}, json.dumps(body).encode())
+    assert response.status in (200, 400), response.body
+    if not response.streaming:
+        json.loads(response.body)
+
+
+@pytest.mark.parametrize("schema", [
+    {"type": "object", "properties": [], "required": "city"},
+    {"type": ["null", "integer"]},
+    {"anyOf": [{"type": "boolean"}]},
+    {"properties": {"a": {"type": "object", "properties": {"b": {"default": 3}}, "required": ["b"]}},
+     "required": ["a", 7]},
+    "not a schema",
+])
+def test_call_first_tool_survives_odd_schemas(schema):
+    model = ScriptedModel([call_first_tool()])
+    tool = {"type": "function", "function": {"name": "t", "parameters": schema}}
+    body = {"model": "m", "messages": [], "tools": [tool]}
+    response = model.handle("POST", "/v1/chat/completions", {}, json.dumps(body).encode())
+    assert response.status == 200
+    assert model.requests[0].tool_call["name"] == "t"
 
 
 def test_the_sdks_raise_their_own_bad_request_errors(model):

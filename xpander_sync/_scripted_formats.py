@@ -106,8 +106,16 @@ def parse(family: str, body: Any, model: Optional[str] = None, stream: bool = Fa
     """Read a decoded request body of ``family``.
 
     Raises:
-        BadRequest: the body is not a JSON object, or lacks what the provider requires.
+        BadRequest: the body is not a JSON object, lacks what the provider requires, or has a part of
+            the wrong shape.
     """
+    try:
+        return _parse(family, body, model, stream)
+    except (AttributeError, TypeError) as exc:  # e.g. a string where an object belongs
+        raise BadRequest(f"malformed request body ({type(exc).__name__})") from None
+
+
+def _parse(family: str, body: Any, model: Optional[str], stream: bool) -> ParsedRequest:
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object")
     if family == GEMINI:
@@ -187,8 +195,11 @@ def minimal_arguments(schema: Any) -> Any:
     simple = {"string": "", "integer": 0, "number": 0, "boolean": False, "array": [], "null": None}
     if kind in simple:
         return simple[kind]
-    properties = schema.get("properties") or {}
-    return {name: minimal_arguments(properties.get(name)) for name in schema.get("required") or []}
+    properties = schema.get("properties")
+    properties = properties if isinstance(properties, dict) else {}
+    required = schema.get("required")
+    required = required if isinstance(required, list) else []
+    return {name: minimal_arguments(properties.get(name)) for name in required if isinstance(name, str)}
 
 
 def error_body(family: Optional[str], status: int, message: str) -> Dict[str, Any]:

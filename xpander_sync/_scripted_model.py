@@ -389,8 +389,16 @@ class ScriptedModel:
             body: the raw request body.
 
         Returns:
-            The :class:`ScriptedResponse` to send.
+            The :class:`ScriptedResponse` to send (a 500 in OpenAI's error format if the model itself failed).
         """
+        try:
+            return self._handle(method, target, headers, body)
+        except Exception:  # a bug here must not cost the caller a hung or reset connection
+            logger.warning("scripted model: failed to answer %s %s", method, redact_url(target), exc_info=True)
+            data = json.dumps(formats.error_body(None, 500, "the scripted model failed")).encode("utf-8")
+            return ScriptedResponse(500, {"Content-Type": "application/json"}, [data])
+
+    def _handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> ScriptedResponse:
         split = urlsplit(target)
         query = dict(parse_qsl(split.query, keep_blank_values=True))
         lowered = {str(k).lower(): str(v) for k, v in headers.items()}
