@@ -274,6 +274,47 @@ def test_async_sdks_stream_through_the_same_script(model):
     assert [r.api_key for r in model.requests] == ["sk-async", "sk-ant-async"]
 
 
+# --- a real framework (the run matrix builds on this) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", ["openai-chat", "openai-responses", "anthropic"])
+@pytest.mark.parametrize("stream", [False, True], ids=["run", "stream"])
+def test_an_agno_agent_runs_a_full_turn(model, family, stream):
+    pytest.importorskip("agno")
+    from agno.agent import Agent
+    from agno.models.anthropic import Claude
+    from agno.models.openai import OpenAIChat, OpenAIResponses
+
+    def get_weather(city: str) -> str:
+        """The weather of a city.
+
+        Args:
+            city: the city.
+        """
+        return f"WEATHER-{city}"
+
+    llm = {
+        "openai-chat": lambda: OpenAIChat(id="gpt-4.1", base_url=model.url + "/v1", api_key="sk-agno"),
+        "openai-responses": lambda: OpenAIResponses(id="gpt-5", base_url=model.url + "/v1", api_key="sk-agno"),
+        "anthropic": lambda: Claude(id="claude-scripted", api_key="sk-agno", max_tokens=1024,
+                                    client_params={"base_url": model.url}),
+    }[family]()
+    model.script(call_first_tool("weather", {"city": "Paris"}), answer_with_tool_result("Got: "))
+    agent = Agent(model=llm, tools=[get_weather], telemetry=False)
+    if stream:
+        events = list(agent.run("Weather in Paris?", stream=True))
+        text = "".join(str(e.content or "") for e in events if type(e).__name__ == "RunContentEvent")
+    else:
+        output = agent.run("Weather in Paris?")
+        text = output.content
+        assert (output.metrics.input_tokens, output.metrics.output_tokens) == (22, 14)
+    assert text == "Got: WEATHER-Paris"
+    first, second = model.requests
+    assert {first.family, second.family} == {family} and first.stream is second.stream is stream
+    assert first.tools == ["get_weather"] and second.tool_results == {"call_1": "WEATHER-Paris"}
+    assert first.api_key == "sk-agno" and model.exhausted == 0
+
+
 # --- script semantics ------------------------------------------------------------------------------------------
 
 

@@ -33,9 +33,10 @@ and marks the record ``exhausted=True``; it never fails the caller. Requests ans
 (400/404/405) take no turn.
 
 Design notes: :meth:`ScriptedModel.handle` is the whole behaviour and does no socket I/O, so another
-HTTP server (the local backend) can mount the model under its own prefix and send the returned
-:class:`ScriptedResponse`. The recorder keeps headers and keys unmasked (tests assert on them); the
-debug log line masks the query string.
+HTTP server (the local backend) can mount the model under its own prefix: pass it the method, the
+request target, the headers and the raw body, then send the returned :class:`ScriptedResponse`
+(:meth:`ScriptedResponse.send` writes it through any ``http.server`` handler). The recorder keeps
+headers and keys unmasked (tests assert on them); the debug log line masks the query string.
 """
 
 from __future__ import annotations
@@ -262,6 +263,34 @@ class ScriptedResponse:
     def body(self) -> bytes:
         """The whole body as bytes."""
         return b"".join(self.chunks)
+
+    def send(self, handler: BaseHTTPRequestHandler) -> None:
+        """Write the response through an ``http.server`` handler (HTTP/1.1).
+
+        A JSON response gets a ``Content-Length``; a stream goes out chunked, one flushed chunk per
+        SSE frame, so a client sees each event as it is written. A host server mounting the model
+        (the local backend) can call this from its own handler.
+
+        Args:
+            handler: the request handler answering the request (its ``close_connection`` is honoured).
+        """
+        handler.send_response(self.status)
+        for name, value in self.headers.items():
+            handler.send_header(name, value)
+        if self.streaming:
+            handler.send_header("Transfer-Encoding", "chunked")
+            handler.end_headers()
+            for chunk in self.chunks:
+                handler.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                handler.wfile.flush()
+            handler.wfile.write(b"0\r\n\r\n")
+            return
+        data = self.body
+        handler.send_header("Content-Length", str(len(data)))
+        if handler.close_connection:
+            handler.send_header("Connection", "close")
+        handler.end_headers()
+        handler.wfile.write(data)
 
 
 def _api_key(headers: Mapping[str, str], query: Mapping[str, str]) -> Optional[str]:
@@ -573,23 +602,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the rest of the body may still be in the socket
             body = b"\x00"  # not JSON: answered with the provider's 400
         response = self.server.model.handle(self.command, self.path, dict(self.headers.items()), body)
-        self.send_response(response.status)
-        for name, value in response.headers.items():
-            self.send_header(name, value)
-        if response.streaming:
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-            for chunk in response.chunks:
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-                self.wfile.flush()
-            self.wfile.write(b"0\r\n\r\n")
-        else:
-            data = response.body
-            self.send_header("Content-Length", str(len(data)))
-            if self.close_connection:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(data)
+        response.send(self)
 
     do_GET = do_PUT = do_PATCH = do_DELETE = do_POST
 
