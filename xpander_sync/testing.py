@@ -12,8 +12,18 @@ Fixtures:
 * ``xpander_backend``: a started :class:`~xpander_sync.local.LocalBackend` (bundled sample
   agents, a temporary SQLite file, a random API key) wrapped in :class:`XpanderTestBackend`.
 * ``xpander_config``: the :class:`~xpander_sync.Configuration` pointing at it.
+* ``scripted_model``: a started :class:`ScriptedModel`, a loopback LLM that answers in the providers'
+  own wire formats (OpenAI Chat Completions and Responses, Anthropic Messages, Gemini) from a script,
+  and records every request::
 
-Helpers: :func:`make_agent` builds a valid agent payload for ``add_agent``.
+      def test_my_agent_calls_its_tool(scripted_model):
+          scripted_model.script(call_first_tool("search"), answer_with_tool_result("Found: "))
+          client = openai.OpenAI(base_url=scripted_model.url + "/v1", api_key="sk-test")
+          ...
+          assert scripted_model.requests[-1].tool_results
+
+Helpers: :func:`make_agent` builds a valid agent payload for ``add_agent``; :func:`call_tool`,
+:func:`answer`, :func:`call_first_tool` and :func:`answer_with_tool_result` build script turns.
 """
 
 from __future__ import annotations
@@ -25,7 +35,24 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 
+from ._scripted_model import (
+    ScriptedModel,
+    ScriptedRequest,
+    ScriptedResponse,
+    Turn,
+    Usage,
+    answer,
+    answer_with_tool_result,
+    call_first_tool,
+    call_tool,
+)
 from .config import Configuration
+
+__all__ = [
+    "ScriptedModel", "ScriptedRequest", "ScriptedResponse", "Turn", "Usage", "XpanderTestBackend", "answer",
+    "answer_with_tool_result", "call_first_tool", "call_tool", "make_agent", "scripted_model", "xpander_backend",
+    "xpander_config",
+]
 
 _BASE_AGENT: Dict[str, Any] = {
     "organization_id": "local-org",
@@ -208,3 +235,18 @@ def xpander_config(xpander_backend: XpanderTestBackend) -> Configuration:
         Its :class:`~xpander_sync.Configuration`.
     """
     return xpander_backend.configuration
+
+
+@pytest.fixture
+def scripted_model() -> Iterator[ScriptedModel]:
+    """A started scripted LLM on loopback, with an empty script (stopped after the test).
+
+    Script it with ``scripted_model.script(call_tool(...), answer(...))`` and point a provider SDK or
+    a framework at ``scripted_model.url`` (plus the provider's prefix, e.g. ``/v1`` for OpenAI). Once
+    the script is exhausted it answers a fixed text; ``scripted_model.exhausted`` counts those requests.
+
+    Yields:
+        The :class:`ScriptedModel`; its ``requests`` list records every request.
+    """
+    with ScriptedModel() as model:
+        yield model
