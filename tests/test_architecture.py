@@ -23,7 +23,7 @@ MAX_LINES = 700
 
 #: Layer of each top-level part of the package: an import may only point to the same or a lower layer.
 LAYERS = {
-    "_version": 0, "_retry": 0, "_async": 0, "_cache": 0, "_redact": 0,
+    "_version": 0, "_retry": 0, "_async": 0, "_cache": 0, "_redact": 0, "_scripted_formats": 0, "_scripted_model": 0,
     "errors": 1, "config": 1,
     "transport": 2, "models": 2, "_converter": 2, "handlers": 2,
     "resources": 3,
@@ -32,7 +32,8 @@ LAYERS = {
     "cli": 6, "quickstart": 6, "contrib": 6, "testing": 6, "__main__": 6, "__init__": 6,
     "local": 1,  # the platform's side: leaves, errors and config only (checked below)
 }
-LOCAL_MAY_IMPORT = {"_version", "_retry", "_async", "_cache", "_redact", "errors", "config", "local"}
+LOCAL_MAY_IMPORT = {"_version", "_retry", "_async", "_cache", "_redact", "_scripted_formats", "_scripted_model",
+                    "errors", "config", "local"}
 
 #: Platform routes (as literals or f-string pieces); the local backend serves them, resources/ sends them.
 ROUTE = re.compile(
