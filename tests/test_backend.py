@@ -163,3 +163,37 @@ def test_invoke_agent_task_id_lookup_errors_are_not_swallowed(mocked, config):
 def test_invoke_agent_needs_an_agent(config):
     with pytest.raises(MissingAgentError):
         Backend(Configuration(base_url=BASE)).invoke_agent(prompt="hi")
+
+
+# -- issue 16, finding 8: bad input is a typed error raised before anything is sent ---------------------
+
+@pytest.mark.parametrize(("call", "field"), [
+    (lambda b: b.report_external_task(agent_id="a", duration=10**400), "duration"),
+    (lambda b: b.report_external_task(agent_id="a", used_tools=5), "used_tools"),
+    (lambda b: b.report_external_task(agent_id="a", tokens={"prompt_tokens": "5"}), "prompt_tokens"),
+    (lambda b: b.report_external_task(agent_id="a", input="\ud800"), "JSON"),
+    (lambda b: b.report_external_task(agent_id="a", id="\ud800"), "JSON"),
+    (lambda b: b.invoke_agent(agent_id="a", attachments=[object()]), "JSON"),
+    (lambda b: b.invoke_agent(agent_id="a", additional_context=object()), "JSON"),
+    (lambda b: b.invoke_agent(agent_id="a", tool_call_payload_extension={"x": object()}), "JSON"),
+    (lambda b: b.invoke_agent(agent_id="a", agent_version="1\r\n"), "agent_version"),
+    (lambda b: b.get_args(agent_id="a", tools=[1, "x", None]), r"tools\[0\]"),
+    (lambda b: b.get_args(agent_id="a", override={1: 2}), "override"),
+])
+def test_bad_input_is_invalid_input_and_nothing_is_sent(mocked, config, call, field):
+    with pytest.raises(InvalidInputError, match=field):
+        call(Backend(config))
+    assert len(mocked.calls) == 0
+
+
+def test_tokens_refuse_a_count_that_is_not_an_integer():
+    with pytest.raises(InvalidInputError, match="prompt_tokens"):
+        Tokens(prompt_tokens="5")
+
+
+def test_an_unknown_framework_fails_before_the_agent_is_loaded(mocked, config):
+    from xpander_sync import UnsupportedFrameworkError
+
+    with pytest.raises(UnsupportedFrameworkError, match="nope"):
+        Backend(config).get_args(agent_id="a", framework="nope")
+    assert len(mocked.calls) == 0

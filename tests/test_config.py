@@ -124,3 +124,41 @@ def test_proxies_are_kept_as_a_mapping():
     cfg = Configuration(proxies={"https": "http://proxy:3128"})
     assert cfg.proxies_dict == {"https": "http://proxy:3128"}
     hash(cfg)
+
+
+# -- issue 16, findings 2 and 8: every field is checked at construction; a bad key is never shown ----
+
+KEY = "xpk-NEWLINE-SENTINEL-4d1c9a"
+
+
+@pytest.mark.parametrize("bad", [KEY + "\n", " " + KEY, KEY + "\r\n", "xpk-\x00-nul", "xpk-ключ"])
+def test_a_key_that_cannot_be_a_header_is_refused_without_showing_it(bad, monkeypatch):
+    with pytest.raises(ConfigurationError, match="api_key") as info:
+        Configuration(api_key=bad)
+    assert KEY not in str(info.value) and "ключ" not in str(info.value)
+    if "\x00" not in bad:  # an environment variable cannot hold NUL
+        monkeypatch.setenv("XPANDER_API_KEY", bad)  # read from a file or a Kubernetes secret
+        with pytest.raises(ConfigurationError, match="XPANDER_API_KEY"):
+            Configuration()
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [
+    ({"read_timeout": float("nan")}, "read_timeout"),
+    ({"read_timeout": float("inf")}, "read_timeout"),
+    ({"connect_timeout": float("nan")}, "connect_timeout"),
+    ({"agent_cache_ttl": float("inf")}, "agent_cache_ttl"),
+    ({"retry": "x"}, "retry"),
+    ({"verify": "/nonexistent/ca.pem"}, "verify"),
+    ({"verify": 1}, "verify"),
+    ({"proxies": {"https": 5}}, "proxies"),
+    ({"proxies": "http://proxy"}, "proxies"),
+    ({"base_url": 5}, "base_url"),
+    ({"base_url": "https://host/a b"}, "base_url"),
+    ({"outbox": 5}, "outbox"),
+    ({"api_key": 5}, "api_key"),
+    ({"organization_id": "org\r\n"}, "organization_id"),
+    ({"agent_id": 7}, "agent_id"),
+])
+def test_every_field_is_checked_when_the_configuration_is_built(kwargs, field):
+    with pytest.raises(ConfigurationError, match=field):
+        Configuration(**kwargs)

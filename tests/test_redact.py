@@ -24,3 +24,15 @@ def test_redaction_helpers():
         "api_key": "***", "nested": [{"client_secret": "***", "name": "n"}], "empty_token": None}
     assert redact_url("https://u:p@h.example/x?token=abc&q=1") == "https://u:***@h.example/x?token=***&q=***"
     assert scrub("key=abcdef and abcdef", ["abcdef", None, ""]) == "key=*** and ***"
+
+
+def test_scrub_masks_escaped_and_partial_forms_of_a_secret():
+    from xpander_sync._redact import scrub
+
+    key = "xpk-SCRUB-SENTINEL-0123456789\n"
+    quoted_by_requests = ("Invalid return character or leading space in header: "
+                          "x-api-key ('xpk-SCRUB-SENTINEL-0123456789\\n')")
+    assert "SCRUB-SENTINEL" not in scrub(quoted_by_requests, [key])
+    assert "SCRUB-SENTINEL" not in scrub('{"key": "xpk-SCRUB-SENTINEL-0123456789\\n"}', [key])  # JSON-escaped
+    assert "SCRUB-SENTINEL" not in scrub("cut: xpk-SCRUB-SENTIN", [key])  # the first half of it
+    assert scrub("nothing here", [key]) == "nothing here"

@@ -309,13 +309,15 @@ def test_task_files_are_downloaded_without_the_key(platform):
 # -- TLS and proxies ------------------------------------------------------------------------------------
 
 
-def test_tls_verification_is_on_by_default_and_settings_reach_the_session():
+def test_tls_verification_is_on_by_default_and_settings_reach_the_session(tmp_path):
     assert Configuration(api_key="k").verify is True
     assert Transport(Configuration(api_key="k", base_url="https://api.example")).session.verify is True
-    cfg = Configuration(api_key="k", base_url="https://api.example", verify="/path/ca.pem",
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    cfg = Configuration(api_key="k", base_url="https://api.example", verify=str(bundle),
                         proxies={"https": "http://127.0.0.1:3128"})
     session = Transport(cfg).session
-    assert session.verify == "/path/ca.pem"
+    assert session.verify == str(bundle)
     assert session.proxies["https"] == "http://127.0.0.1:3128"
     assert Transport(Configuration(api_key="k", verify=False)).session.verify is False
 
@@ -341,6 +343,7 @@ def test_explicit_verify_and_proxies_win_over_the_environment(platform, monkeypa
         monkeypatch.setenv("HTTP_PROXY", from_env.url)
         monkeypatch.setenv("http_proxy", from_env.url)
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "env-ca.pem"))
+        (tmp_path / "cfg-ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
         cfg = configuration(platform.url, proxies={"http": configured.url}, verify=str(tmp_path / "cfg-ca.pem"))
         with pytest.raises(ModuleException):  # a proxy gets an absolute URL the backend does not route
             Tasks(cfg).get("t-1")

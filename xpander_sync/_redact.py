@@ -131,14 +131,36 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+def _forms(raw: str) -> Iterable[str]:
+    """The ways a secret shows up in text: as is, escaped (``repr``, JSON, URL-quoted), and its
+    first half (a message cut short, or a header value split by a client's error)."""
+    import json as _json
+    from urllib.parse import quote
+
+    yield raw
+    yield repr(raw)[1:-1]
+    yield _json.dumps(raw)[1:-1]
+    yield quote(raw, safe="")
+    stripped = raw.strip()
+    if stripped and stripped != raw:
+        yield stripped
+    if len(stripped) >= 16:
+        yield stripped[: len(stripped) // 2]
+
+
 def scrub(text: str, secrets: Iterable[Union[str, Secret, None]]) -> str:
     """Replace every occurrence of any of ``secrets`` in ``text`` with ``***``.
 
-    Used on server messages before they become part of an exception: a server (or a
-    proxy) that echoes the request back must not put the API key into our errors.
+    Used on server messages and client errors before they become part of an exception or a
+    log line: a server (or a proxy) that echoes the request back, or an HTTP client that
+    quotes a refused header value (escaped, as ``'key\\n'``), must not put a key into our
+    errors. Escaped forms and a secret's first half are masked too.
     """
     for s in secrets:
         raw = reveal(s)
-        if raw and len(raw) >= 4 and raw in text:
-            text = text.replace(raw, MASK)
+        if not raw or len(raw) < 4:
+            continue
+        for form in sorted(set(_forms(raw)), key=len, reverse=True):
+            if len(form) >= 4 and form in text:
+                text = text.replace(form, MASK)
     return text

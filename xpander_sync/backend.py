@@ -281,17 +281,28 @@ class Backend(Resource):
         """
         # Imported on first use: the adapters are not needed to report or invoke, and they
         # are a measurable part of `import xpander_sync` (docs/performance.md).
-        from .frameworks import dispatch_get_args
+        from .frameworks import dispatch_get_args, require_framework
         from .frameworks._context import BuildContext
 
         if task is not None and not isinstance(task, Task):
             raise InvalidInputError("task must be an xpander_sync.Task (or None)")
         if override is not None and not isinstance(override, Mapping):
             raise InvalidInputError("override must be a dict of constructor arguments (or None)")
+        if override is not None and not all(isinstance(key, str) for key in override):
+            raise InvalidInputError("override keys must be strings (constructor argument names)")
         if tools is not None and (isinstance(tools, (str, bytes, Mapping)) or not isinstance(tools, Sequence)):
             raise InvalidInputError("tools must be a list of tools (or None)")
+        for i, tool in enumerate(tools or ()):
+            if tool is None or isinstance(tool, (str, bytes, int, float)):
+                raise InvalidInputError(
+                    f"tools[{i}] is a {type(tool).__name__}, not a tool: pass the framework's tool objects or functions"
+                )
         if auth_events_callback is not None and not callable(auth_events_callback):
             raise InvalidInputError("auth_events_callback must be callable as callback(agent, task, event)")
+        if framework is not None:
+            if not isinstance(framework, str) or not framework.strip():
+                raise InvalidInputError("framework must be a framework name such as 'agno' (or None)")
+            require_framework(framework)  # an unknown framework fails before any request
         context = BuildContext(
             self._transport, auth_events_callback=auth_events_callback, is_async=caller_loop.get() is not None
         )

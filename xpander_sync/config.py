@@ -16,8 +16,9 @@ Environment variables (the same names and rules as the official SDK):
 
 from __future__ import annotations
 
+import math
 import os
-from typing import Dict, Mapping, Optional, Tuple, Union
+from typing import Callable, Dict, Mapping, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
 import attrs
@@ -116,25 +117,79 @@ def needs_organization_segment(base_url: str) -> bool:
 
 
 def _base_url_converter(value: Optional[str]) -> str:
-    if value is None or not str(value).strip():
+    if value is None:
         return default_base_url()
-    return normalize_base_url(str(value))
+    if not isinstance(value, str):
+        raise ConfigurationError(f"base_url must be a string such as 'https://host', got {type(value).__name__}")
+    if not value.strip():
+        return default_base_url()
+    if any(ord(c) < 33 or ord(c) == 127 for c in value.strip()):
+        raise ConfigurationError("base_url must not contain spaces or control characters")
+    return normalize_base_url(value)
+
+
+def _api_key_converter(value: Union[str, Secret, None]) -> Optional[Secret]:
+    """The key as a :class:`Secret`, refused (by a message that never shows it) when it cannot be a header."""
+    if value is not None and not isinstance(value, (str, Secret)):
+        raise ConfigurationError(f"api_key must be a string, got {type(value).__name__}")
+    secret = to_secret(value)
+    if secret is None:
+        return None
+    raw = secret.reveal()
+    if raw != raw.strip() or any(ord(c) < 32 or ord(c) == 127 for c in raw):
+        raise ConfigurationError(
+            f"api_key has whitespace or control characters (often a trailing newline from a file or a "
+            f"secret): strip it before passing it or setting {ENV_API_KEY}"
+        )
+    try:
+        raw.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ConfigurationError(f"api_key has characters an HTTP header cannot carry: check {ENV_API_KEY}") from None
+    return secret
+
+
+def _optional_text(name: str) -> Callable[[object, attrs.Attribute, object], None]:
+    def check(instance: object, attribute: attrs.Attribute, value: object) -> None:
+        if value is None:
+            return
+        if not isinstance(value, str) or any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ConfigurationError(f"{name} must be a string without control characters")
+
+    return check
 
 
 def _proxies_converter(value: Optional[Mapping[str, str]]) -> Optional[Tuple[Tuple[str, str], ...]]:
     if not value:
         return None
-    return tuple(sorted((str(k), str(v)) for k, v in dict(value).items()))
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ConfigurationError("proxies must be a dict of scheme -> proxy URL strings, e.g. {'https': 'http://p:3128'}")
+    return tuple(sorted(value.items()))
+
+
+def _seconds(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _positive(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-        raise ConfigurationError(f"{attribute.name} must be a positive number of seconds")
+    if not _seconds(value) or value <= 0:
+        raise ConfigurationError(f"{attribute.name} must be a positive, finite number of seconds")
 
 
 def _non_negative(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-        raise ConfigurationError(f"{attribute.name} must be a number of seconds >= 0 (0 disables)")
+    if not _seconds(value) or value < 0:
+        raise ConfigurationError(f"{attribute.name} must be a finite number of seconds >= 0 (0 disables)")
+
+
+def _retry_policy(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    if not isinstance(value, RetryPolicy):
+        raise ConfigurationError("retry must be an xpander_sync.RetryPolicy, e.g. RetryPolicy(max_retries=2)")
+
+
+def _verify(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    if isinstance(value, bool):
+        return
+    if not isinstance(value, str) or not os.path.exists(value):
+        raise ConfigurationError("verify must be True, False, or the path of an existing CA bundle file or folder")
 
 
 def _pool_size(instance: object, attribute: attrs.Attribute, value: int) -> None:
@@ -145,7 +200,12 @@ def _pool_size(instance: object, attribute: attrs.Attribute, value: int) -> None
 def _path_converter(value: Optional[os.PathLike[str] | str]) -> Optional[str]:
     if value is None or value == "":
         return None
-    return os.fspath(value)
+    if not isinstance(value, (str, os.PathLike)):
+        raise ConfigurationError(f"outbox must be a file path (str or os.PathLike), got {type(value).__name__}")
+    path = os.fspath(value)
+    if not isinstance(path, str) or "\x00" in path:
+        raise ConfigurationError("outbox must be a text file path without NUL characters")
+    return path
 
 
 def _background_needs_outbox(instance: Configuration, attribute: attrs.Attribute, value: bool) -> None:
@@ -184,19 +244,24 @@ class Configuration:
         proxies: a requests-style proxies mapping.
 
     Raises:
-        ConfigurationError: a timeout, TTL or pool size out of range, a base URL without a
-            host, or ``background_reports`` without ``outbox``.
+        ConfigurationError: any value that could not work, checked here rather than on the
+            first request: a timeout, TTL or pool size out of range or not finite, a base URL
+            without a host, an API key with whitespace or control characters (the message never
+            shows it), a ``retry`` that is not a :class:`RetryPolicy`, a ``verify`` path that
+            does not exist, malformed ``proxies``, or ``background_reports`` without ``outbox``.
     """
 
     api_key: Optional[Secret] = attrs.field(
-        factory=lambda: to_secret(_env(ENV_API_KEY)), converter=to_secret
+        factory=lambda: to_secret(_env(ENV_API_KEY)), converter=_api_key_converter
     )
-    organization_id: Optional[str] = attrs.field(factory=lambda: _env(ENV_ORGANIZATION_ID))
+    organization_id: Optional[str] = attrs.field(
+        factory=lambda: _env(ENV_ORGANIZATION_ID), validator=_optional_text("organization_id")
+    )
     base_url: str = attrs.field(default=None, converter=_base_url_converter)
-    agent_id: Optional[str] = attrs.field(factory=lambda: _env(ENV_AGENT_ID))
+    agent_id: Optional[str] = attrs.field(factory=lambda: _env(ENV_AGENT_ID), validator=_optional_text("agent_id"))
     connect_timeout: float = attrs.field(default=10.0, validator=_positive)
     read_timeout: float = attrs.field(default=60.0, validator=_positive)
-    retry: RetryPolicy = attrs.field(factory=RetryPolicy)
+    retry: RetryPolicy = attrs.field(factory=RetryPolicy, validator=_retry_policy)
     agent_cache_ttl: float = attrs.field(default=5.0, validator=_non_negative)
     metadata_cache_ttl: float = attrs.field(default=60.0, validator=_non_negative)
     pool_maxsize: int = attrs.field(default=32, validator=_pool_size)
@@ -205,7 +270,7 @@ class Configuration:
     agent_max_staleness: float = attrs.field(default=3600.0, validator=_non_negative)
     mcp_auth_timeout: float = attrs.field(default=300.0, validator=_positive)
     mcp_auth_poll_interval: float = attrs.field(default=1.0, validator=_positive)
-    verify: Union[bool, str] = True
+    verify: Union[bool, str] = attrs.field(default=True, validator=_verify)
     proxies: Optional[Tuple[Tuple[str, str], ...]] = attrs.field(default=None, converter=_proxies_converter)
 
     @classmethod

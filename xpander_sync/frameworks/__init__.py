@@ -86,6 +86,7 @@ __all__ = [
     "get_adapter",
     "get_builder",
     "register_framework",
+    "require_framework",
     "supported_frameworks",
     "unregister_framework",
 ]
@@ -185,6 +186,18 @@ def get_adapter(name: str) -> Type[Adapter]:
     if not _is_adapter(entry):
         raise UnsupportedFrameworkError(f"the {_normalize(name)!r} adapter is a builder function, not an Adapter")
     return entry  # type: ignore[return-value]
+
+
+def require_framework(name: str) -> None:
+    """Check that a framework has an adapter (registered, built in, or an entry point).
+
+    Args:
+        name: the framework name (case-insensitive).
+
+    Raises:
+        UnsupportedFrameworkError: no adapter for ``name`` (the message lists the supported ones).
+    """
+    _entry_for(name)
 
 
 def builtin_adapters() -> List[Type[Adapter]]:

@@ -9,6 +9,11 @@ import attrs
 from ..errors import InvalidInputError
 
 
+def _check_count(_: Any, attribute: Any, value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise InvalidInputError(f"Tokens.{attribute.name} must be an integer (or None), not {type(value).__name__}")
+
+
 def _check_total(_: Any, attribute: Any, value: Any) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
         raise InvalidInputError("Tokens.total_tokens must be a non-negative integer (or None to compute it)")
@@ -27,10 +32,10 @@ class Tokens:
             :attr:`total_tokens` is prompt + completion (cache counters excluded).
     """
 
-    completion_tokens: Optional[int] = 0
-    prompt_tokens: Optional[int] = 0
-    cache_read_tokens: Optional[int] = 0
-    cache_write_tokens: Optional[int] = 0
+    completion_tokens: Optional[int] = attrs.field(default=0, validator=_check_count)
+    prompt_tokens: Optional[int] = attrs.field(default=0, validator=_check_count)
+    cache_read_tokens: Optional[int] = attrs.field(default=0, validator=_check_count)
+    cache_write_tokens: Optional[int] = attrs.field(default=0, validator=_check_count)
     _total: Optional[int] = attrs.field(default=None, alias="total_tokens", validator=_check_total)
 
     @property

@@ -23,12 +23,17 @@ def version_header(version: Union[int, str, None]) -> Dict[str, str]:
         The headers to send (possibly empty).
 
     Raises:
-        InvalidInputError: ``version`` is a bool or neither an int nor a string.
+        InvalidInputError: ``version`` is a bool, a negative int, or a string that is not all
+            digits (a header value must never carry CR/LF).
     """
     if version is None or version == "" or version == 0:
         return {}
     if isinstance(version, bool) or not isinstance(version, (int, str)):
         raise InvalidInputError("agent_version must be an int or a numeric string")
+    if isinstance(version, str) and not (version.isascii() and version.isdigit()):
+        raise InvalidInputError("agent_version must be an int or a string of digits, such as '3'")
+    if isinstance(version, int) and version < 0:
+        raise InvalidInputError("agent_version must be >= 0")
     return {"x-agent-version": str(version)}
 
 

@@ -36,16 +36,22 @@ def _tokens_json(tokens: Union[Tokens, Mapping[str, Any], None]) -> Optional[Dic
             raise InvalidInputError(
                 f"tokens has unknown keys {sorted(unknown)}; allowed: {', '.join(_TOKEN_FIELDS)}"
             )
-        values = {}
-        for key in (*_TOKEN_FIELDS, "total_tokens"):
-            value = tokens.get(key, None if key == "total_tokens" else 0)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise InvalidInputError(f"tokens.{key} must be a non-negative integer")
-            values[key] = value
-        tokens = Tokens(**values)
+        tokens = Tokens(**{key: tokens.get(key, None if key == "total_tokens" else 0)
+                           for key in (*_TOKEN_FIELDS, "total_tokens")})
     if not isinstance(tokens, Tokens):
         raise InvalidInputError("tokens must be an xpander_sync.Tokens, a dict, or None")
-    return unstructure(tokens)
+    data = unstructure(tokens)
+    for key, value in data.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise InvalidInputError(f"tokens.{key} must be a non-negative integer")
+    return data
+
+
+def _finite(number: Union[int, float]) -> bool:
+    try:
+        return math.isfinite(number)
+    except OverflowError:  # an int too large for a float (10**400)
+        return False
 
 
 def _jsonable(value: Any, field: str) -> Any:
@@ -106,12 +112,13 @@ def build_report_body(
         raise InvalidInputError("result must be a string or None (serialise structured results first)")
     if not isinstance(is_success, bool):
         raise InvalidInputError("is_success must be True or False")
-    if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not math.isfinite(duration) \
+    if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not _finite(duration) \
             or duration < 0:
         raise InvalidInputError("duration must be a non-negative number of seconds")
     if used_tools is None:
         tools: List[str] = []
-    elif isinstance(used_tools, str) or not all(isinstance(t, str) for t in used_tools):
+    elif isinstance(used_tools, (str, bytes, Mapping)) or not isinstance(used_tools, Sequence) \
+            or not all(isinstance(t, str) for t in used_tools):
         raise InvalidInputError("used_tools must be a list of tool names (strings)")
     else:
         tools = list(used_tools)
