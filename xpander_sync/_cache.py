@@ -3,16 +3,23 @@
 The official SDK's caches are lock-free, so 100 concurrent cold ``get_args`` calls made
 400 requests. Here one caller loads a cold key while the others wait for its result;
 errors are not cached. A TTL of 0 disables a cache.
+
+A key's loading lock lives only while someone loads or waits for that key, so keys that
+keep failing (20,000 unknown agent ids) leave nothing behind; and a forked child gets
+fresh locks (a lock held by a parent's thread at the fork would never be released there).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Hashable, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple, TypeVar
 
 V = TypeVar("V")
+_every_cache: weakref.WeakSet[TTLCache] = weakref.WeakSet()
 
 
 class TTLCache:
@@ -33,7 +40,9 @@ class TTLCache:
         self._clock = clock
         self._data: OrderedDict[Hashable, Tuple[float, Any]] = OrderedDict()
         self._lock = threading.Lock()
-        self._loading: Dict[Hashable, threading.Lock] = {}
+        # key -> [its loading lock, how many callers hold or wait for it]
+        self._loading: Dict[Hashable, List[Any]] = {}
+        _every_cache.add(self)
 
     def get(self, key: Hashable) -> Optional[Any]:
         """The fresh value for ``key``, or ``None``."""
@@ -60,14 +69,21 @@ class TTLCache:
         if cached is not None:
             return cached
         with self._lock:
-            key_lock = self._loading.setdefault(key, threading.Lock())
-        with key_lock:
-            cached = self.get(key)
-            if cached is not None:
-                return cached
-            loaded = loader()
-            self.put(key, loaded)
-            return loaded
+            entry = self._loading.setdefault(key, [threading.Lock(), 0])
+            entry[1] += 1
+        try:
+            with entry[0]:
+                cached = self.get(key)
+                if cached is not None:
+                    return cached
+                loaded = loader()
+                self.put(key, loaded)
+                return loaded
+        finally:
+            with self._lock:
+                entry[1] -= 1
+                if entry[1] == 0 and self._loading.get(key) is entry:
+                    del self._loading[key]
 
     def put(self, key: Hashable, value: Any) -> None:
         """Store ``value`` (``None`` is not cached; nothing is stored when neither ttl nor keep is set)."""
@@ -77,17 +93,19 @@ class TTLCache:
             self._data[key] = (self._clock(), value)
             self._data.move_to_end(key)
             while len(self._data) > self.maxsize:
-                old, _ = self._data.popitem(last=False)
-                self._loading.pop(old, None)
+                self._data.popitem(last=False)
 
     def clear(self) -> None:
         """Forget every entry."""
         with self._lock:
             self._data.clear()
-            self._loading.clear()
 
     def __len__(self) -> int:
         return len(self._data)
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
+        self._loading = {}
 
 
 class PlatformCaches:
@@ -109,3 +127,12 @@ class PlatformCaches:
         """Forget everything (e.g. after changing an agent on the platform)."""
         for cache in (self.agents, self.org_headers, self.db):
             cache.clear()
+
+
+def _reset_locks_in_child() -> None:
+    for cache in list(_every_cache):
+        cache._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_locks_in_child)
