@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import pytest
 
@@ -165,3 +166,101 @@ def test_an_unusable_outbox_file_is_a_typed_error(tmp_path):
     bad.write_bytes(b"this is not a database" * 100)
     with pytest.raises(OutboxError, match=r"not-a-db\.sqlite3"):
         Outbox(str(bad))
+
+
+# -- issue 16, findings 5, 9 and 10 -------------------------------------------------------------------
+
+def test_a_broken_outbox_does_not_stop_a_report_the_platform_takes(mocked, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    cfg = Configuration(api_key="k", base_url=BASE, retry=FAST, outbox=str(blocker / "outbox.sqlite3"))
+    mocked.post(REPORT_URL, json=load_fixture("report_response"))
+    task = Backend(cfg).report_external_task(agent_id="agt-openai")  # the outbox is never opened
+    assert not isinstance(task, QueuedReport)
+
+
+def test_a_report_that_must_be_queued_in_a_broken_outbox_says_both_failures(mocked, tmp_path):
+    from xpander_sync.errors import OutboxError
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    cfg = Configuration(api_key="k", base_url=BASE, retry=FAST, outbox=str(blocker / "outbox.sqlite3"))
+    mocked.post(REPORT_URL, status=503)
+    mocked.post(REPORT_URL, status=503)
+    with pytest.raises(OutboxError, match=r"not delivered \(\[503\].*could not be queued"):
+        Backend(cfg).report_external_task(agent_id="agt-openai")
+
+
+def test_a_row_that_is_not_json_is_parked_and_the_rest_flow(mocked, outbox_config):
+    import sqlite3
+
+    outbox = Outbox(outbox_config.outbox)
+    outbox.put("agt-openai", BASE, {"id": "before"})
+    with sqlite3.connect(outbox_config.outbox) as conn:
+        conn.execute("INSERT INTO reports (task_id, agent_id, base_url, body, created_at) "
+                     "VALUES ('poison', 'agt-openai', ?, '{not json', 0)", (BASE,))
+    outbox.put("agt-openai", BASE, {"id": "after"})
+    listed = outbox.pending()  # listing does not die on it
+    assert [r["task_id"] for r in listed] == ["before", "poison", "after"] and listed[1]["body"] is None
+    mocked.post(REPORT_URL, json={})
+    mocked.post(REPORT_URL, json={})
+    result = Backend(outbox_config).flush_outbox()
+    assert result.delivered == ["before", "after"] and result.parked == 1 and result.remaining == 0
+    (row,) = outbox.pending()
+    assert row["task_id"] == "poison" and row["parked"] and "not a JSON object" in row["last_error"]
+    assert Backend(outbox_config).flush_outbox().delivered == []  # parked: not sent again
+
+
+def test_a_refused_row_is_parked_until_unparked(mocked, outbox_config):
+    outbox = Outbox(outbox_config.outbox)
+    outbox.put("agt-openai", BASE, {"id": "bad"})
+    mocked.post(REPORT_URL, json={"detail": "invalid"}, status=422)
+    first = Backend(outbox_config).flush_outbox()
+    assert (first.delivered, first.remaining, first.parked) == ([], 0, 1)
+    assert Backend(outbox_config).flush_outbox().failed == []  # not retried on every flush
+    assert outbox.unpark() == 1
+    mocked.post(REPORT_URL, json={})
+    assert Backend(outbox_config).flush_outbox().delivered == ["bad"]
+
+
+def test_a_long_flush_renews_its_lease_so_a_second_flusher_sends_nothing_twice(tmp_path):
+    path = str(tmp_path / "lease.sqlite3")
+    seeding = Outbox(path)
+    for n in range(6):
+        seeding.put("agt-openai", BASE, {"id": f"r{n}"})
+    sent: list = []
+    second_round: list = []
+
+    def slow_send(agent_id, body):
+        sent.append(body["id"])
+        time.sleep(0.4)  # longer than the lease below, in total
+        if body["id"] == "r2":  # meanwhile another process flushes the same outbox
+            second_round.append(Outbox(path, lease=0.6).flush(lambda a, b: sent.append("2nd:" + b["id"]), BASE))
+
+    result = Outbox(path, lease=0.6).flush(slow_send, BASE)
+    assert result.delivered == [f"r{n}" for n in range(6)]
+    assert not any(s.startswith("2nd:") for s in sent), sent  # the claim was renewed: nothing sent twice
+
+
+def test_the_claim_of_a_killed_flusher_is_taken_over_at_once(tmp_path):
+    script = textwrap.dedent(
+        """
+        import os, sys, time
+        from xpander_sync.reporting import Outbox
+        def hang(agent_id, body):
+            print("sending", flush=True)
+            time.sleep(60)
+        Outbox(sys.argv[1]).flush(hang, sys.argv[2])
+        """
+    )
+    path = str(tmp_path / "killed.sqlite3")
+    outbox = Outbox(path)
+    for n in range(3):
+        outbox.put("agt-openai", BASE, {"id": f"r{n}"})
+    proc = subprocess.Popen([sys.executable, "-c", script, path, BASE], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "sending"  # it holds the rows (120 s lease)
+    proc.kill()
+    proc.wait(10)
+    delivered = []
+    result = Outbox(path).flush(lambda a, b: delivered.append(b["id"]), BASE)
+    assert result.delivered == ["r0", "r1", "r2"] and delivered == ["r0", "r1", "r2"]
