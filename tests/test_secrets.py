@@ -407,3 +407,29 @@ def test_sentinels_never_leak(mocked, debug_logs):
     assert SENTINEL_KEY not in printed
     assert LLM_SENTINEL not in printed
     assert len([r for r in debug_logs.records if r.levelname == "DEBUG"]) >= 5  # DEBUG logging was on
+
+
+# -- issue 16, finding 7: the redaction policy of models and settings ---------------------------------
+
+def test_models_and_settings_never_show_header_values_tokens_env_vars_or_url_passwords():
+    from xpander_sync import Agent, MCPServerDetails
+
+    secrets = ["Bearer hdr-SECRET-1", "env-SECRET-2", "sso-SECRET-3", "portkey-SECRET-4", "userinfo-SECRET-5",
+               "proxy-SECRET-6", "gateway-SECRET-7", "query-SECRET-8"]
+    server = MCPServerDetails(url="https://mcp.example/x?token=query-SECRET-8",
+                              headers={"Authorization": secrets[0]}, env_vars={"API_KEY": secrets[1]},
+                              sso_token=secrets[2])
+    agent_json = copy.deepcopy(json.loads((Path(__file__).parent / "fixtures" / "agent_mcp.json").read_text()))
+    agent_json["llm_extra_headers"] = {"x-portkey-api-key": secrets[3]}
+    agent = structure(agent_json, Agent)
+    task_json = json.loads((Path(__file__).parent / "fixtures" / "task_status.json").read_text())
+    task_json["payload_extension"] = {"llm_gateway": {"base_url": "https://gw.example", "token": secrets[6]}}
+    task_json["mcp_servers"] = [{"url": "https://m.example", "headers": {"Authorization": secrets[0]}}]
+    task = structure(task_json, Task)
+    config = Configuration(api_key="k", base_url=f"https://user:{secrets[4]}@api.example",
+                           proxies={"https": f"http://u:{secrets[5]}@proxy.example:3128"})
+    shown_text = "\n".join(shown([server, agent, task, config, Backend(config), Tasks(config)]))
+    assert not [s for s in secrets if s in shown_text]
+    # ...while the names stay visible, so a repr still says what is configured.
+    assert "Authorization" in shown_text and "x-portkey-api-key" in shown_text and "llm_gateway" in shown_text
+    assert server.headers["Authorization"] == secrets[0]  # the values themselves are intact

@@ -114,6 +114,31 @@ def redact_mapping(value: Any, _depth: int = 0) -> Any:
     return value
 
 
+def masked_values(value: Any) -> str:
+    """``repr`` for a mapping of secrets (headers, env vars): its keys, every value ``***``.
+
+    An attrs ``repr=`` hook: a model shows which headers an MCP server sends, not their values.
+    """
+    if isinstance(value, Mapping):
+        return repr({k: MASK for k in value})
+    return repr(value) if value in (None, "") else repr(MASK)
+
+
+def masked(value: Any) -> str:
+    """``repr`` for one secret value (a token): ``'***'`` when set, ``None``/``''`` as they are."""
+    return repr(value) if value in (None, "") else repr(MASK)
+
+
+def redacted_repr(value: Any) -> str:
+    """``repr`` of a JSON value with secret-looking keys masked (see :func:`redact_mapping`)."""
+    return repr(redact_mapping(value))
+
+
+def url_repr(value: Any) -> str:
+    """``repr`` of a URL with its userinfo password and query values masked (see :func:`redact_url`)."""
+    return repr(redact_url(value)) if isinstance(value, str) else repr(value)
+
+
 def redact_url(url: str) -> str:
     """Mask userinfo passwords and every query value of ``url``."""
     try:

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from ._redact import Secret, to_secret
+from ._redact import Secret, redact_url, to_secret, url_repr
 from ._retry import RetryPolicy
 from .errors import ConfigurationError
 
@@ -166,6 +166,10 @@ def _proxies_converter(value: Optional[Mapping[str, str]]) -> Optional[Tuple[Tup
     return tuple(sorted(value.items()))
 
 
+def _proxies_repr(value: Optional[Tuple[Tuple[str, str], ...]]) -> str:
+    return repr(tuple((scheme, redact_url(url)) for scheme, url in value) if value else value)
+
+
 def _seconds(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -257,7 +261,7 @@ class Configuration:
     organization_id: Optional[str] = attrs.field(
         factory=lambda: _env(ENV_ORGANIZATION_ID), validator=_optional_text("organization_id")
     )
-    base_url: str = attrs.field(default=None, converter=_base_url_converter)
+    base_url: str = attrs.field(default=None, converter=_base_url_converter, repr=url_repr)
     agent_id: Optional[str] = attrs.field(factory=lambda: _env(ENV_AGENT_ID), validator=_optional_text("agent_id"))
     connect_timeout: float = attrs.field(default=10.0, validator=_positive)
     read_timeout: float = attrs.field(default=60.0, validator=_positive)
@@ -271,7 +275,9 @@ class Configuration:
     mcp_auth_timeout: float = attrs.field(default=300.0, validator=_positive)
     mcp_auth_poll_interval: float = attrs.field(default=1.0, validator=_positive)
     verify: Union[bool, str] = attrs.field(default=True, validator=_verify)
-    proxies: Optional[Tuple[Tuple[str, str], ...]] = attrs.field(default=None, converter=_proxies_converter)
+    proxies: Optional[Tuple[Tuple[str, str], ...]] = attrs.field(
+        default=None, converter=_proxies_converter, repr=_proxies_repr
+    )
 
     @classmethod
     def from_env(cls, **overrides: object) -> Configuration:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 import attrs
 
 from .._async import async_twin
-from .._redact import Secret, to_secret
+from .._redact import Secret, masked, masked_values, to_secret, url_repr
 from ._handle import AgentClient, handle_field, require_handle
 from .common import MCPServerAuthType, MCPServerTransport, MCPServerType, OutputFormat
 
@@ -105,20 +105,20 @@ class MCPServerDetails:
     type: MCPServerType = MCPServerType.REMOTE
     name: Optional[str] = None
     command: Optional[str] = None
-    url: Optional[str] = None
+    url: Optional[str] = attrs.field(default=None, repr=url_repr)
     transport: Optional[MCPServerTransport] = MCPServerTransport.STREAMABLE_HTTP
     auth_type: MCPServerAuthType = MCPServerAuthType.NONE
     api_key: Optional[Secret] = attrs.field(default=None, converter=to_secret)
     use_secrets_manager: bool = False
     client_id: Optional[str] = None
     client_secret: Optional[Secret] = attrs.field(default=None, converter=to_secret)
-    headers: Dict[str, Any] = attrs.field(factory=dict)
-    env_vars: Dict[str, Any] = attrs.field(factory=dict)
+    headers: Dict[str, Any] = attrs.field(factory=dict, repr=masked_values)
+    env_vars: Dict[str, Any] = attrs.field(factory=dict, repr=masked_values)
     allowed_tools: List[str] = attrs.field(factory=list)
     additional_scopes: List[str] = attrs.field(factory=list)
     share_user_token_across_other_agents: bool = True
     id: Optional[str] = None
-    sso_token: Optional[str] = None
+    sso_token: Optional[str] = attrs.field(default=None, repr=masked)
     sso_audience: Optional[str] = None
 
     def __attrs_post_init__(self) -> None:
@@ -220,9 +220,9 @@ class Agent:
     llm_reasoning_effort: Optional[str] = "medium"
     deep_planning: bool = True
     enforce_deep_planning: bool = True
-    llm_api_base: Optional[str] = None
-    llm_extra_headers: Dict[str, Any] = attrs.field(factory=dict)
-    webhook_url: Optional[str] = None
+    llm_api_base: Optional[str] = attrs.field(default=None, repr=url_repr)
+    llm_extra_headers: Dict[str, Any] = attrs.field(factory=dict, repr=masked_values)
+    webhook_url: Optional[str] = attrs.field(default=None, repr=url_repr)
     created_at: Optional[_dt.datetime] = None
     type: Optional[str] = None
     output_format: OutputFormat = OutputFormat.MARKDOWN

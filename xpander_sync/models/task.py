@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from .._async import async_twin
+from .._redact import redacted_repr
 from ._handle import TaskClient, handle_field, require_handle
 from .agent import MCPServerDetails
 from .common import AgentExecutionStatus, OutputFormat, ThinkMode
@@ -105,7 +106,7 @@ class Task:
     sub_executions: List[str] = attrs.field(factory=list)
     should_update_parent: bool = False
     is_manually_stopped: bool = False
-    payload_extension: Optional[Dict[str, Any]] = None
+    payload_extension: Optional[Dict[str, Any]] = attrs.field(default=None, repr=redacted_repr)
     execution_kind: Optional[str] = None
     hitl_request: Optional[Dict[str, Any]] = None
     pending_eca_request: Optional[Dict[str, Any]] = None

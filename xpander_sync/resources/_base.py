@@ -6,6 +6,7 @@ from typing import Any, Dict, Optional, Type, TypeVar, Union
 from urllib.parse import quote
 
 from .._converter import structure
+from .._redact import url_repr
 from ..config import Configuration
 from ..errors import InvalidInputError
 from ..transport import Transport, shared_transport
@@ -109,7 +110,7 @@ class Resource:
         self._transport = transport or shared_transport(self.configuration)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={self.configuration.base_url!r})"
+        return f"{type(self).__name__}(base_url={url_repr(self.configuration.base_url)})"
 
     def __reduce__(self) -> Any:
         # A pickled model keeps the platform it came from, not the sockets: unpickled, its
