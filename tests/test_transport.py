@@ -363,3 +363,84 @@ def test_a_reason_phrase_echoing_the_key_is_scrubbed(transport):
     response.reason = f"Bad Gateway for key {SENTINEL_KEY}"
     message = transport._server_message(response)
     assert SENTINEL_KEY not in message and message.startswith("Bad Gateway for key")
+
+
+# -- issue 16, finding 12: an overall deadline per call, and a size cap on answers --------------------
+
+class _SlowServer:
+    """A loopback server whose answer trickles (one byte every ``pause`` s) or is a gzip bomb."""
+
+    def __init__(self, mode: str, pause: float = 0.3):
+        import gzip
+        import http.server
+        import threading
+        import time as _time
+
+        outer = self
+        self.bomb = gzip.compress(b"\0" * (64 * 1024 * 1024))  # 64 MiB of zeros, ~64 KiB on the wire
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                if mode == "trickle":
+                    body = b'{"padding": "' + b"x" * 200 + b'"}'
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    for byte in body:
+                        if outer.stopped.is_set():
+                            return
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        _time.sleep(pause)
+                else:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Encoding", "gzip")
+                    self.send_header("Content-Length", str(len(outer.bomb)))
+                    self.end_headers()
+                    self.wfile.write(outer.bomb)
+
+        self.stopped = threading.Event()
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def __exit__(self, *exc):
+        self.stopped.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_trickling_server_cannot_hold_a_call_past_its_deadline():
+    import time as _time
+
+    with _SlowServer("trickle", pause=0.3) as url:
+        cfg = Configuration(api_key="k", base_url=url, read_timeout=5, call_deadline=1.5,
+                            retry=RetryPolicy(max_retries=2))
+        started = _time.monotonic()
+        with pytest.raises(RequestTimeoutError, match="call_deadline"):
+            Transport(cfg).request("GET", "/agents/a1")
+        # each byte came within the 5 s read timeout: only the deadline could stop it
+        assert _time.monotonic() - started < 5
+
+
+def test_a_gzip_bomb_is_refused_at_the_size_cap():
+    with _SlowServer("bomb") as url:
+        cfg = Configuration(api_key="k", base_url=url, max_response_bytes=1024 * 1024)
+        with pytest.raises(ResponseDecodeError, match="max_response_bytes"):
+            Transport(cfg).request("GET", "/agents/a1")
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [({"call_deadline": 0}, "call_deadline"),
+                                               ({"max_response_bytes": 0}, "max_response_bytes")])
+def test_the_bounds_are_checked(kwargs, field):
+    with pytest.raises(XpanderError, match=field):
+        Configuration(**kwargs)

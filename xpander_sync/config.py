@@ -184,6 +184,11 @@ def _non_negative(instance: object, attribute: attrs.Attribute, value: float) ->
         raise ConfigurationError(f"{attribute.name} must be a finite number of seconds >= 0 (0 disables)")
 
 
+def _byte_count(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigurationError(f"{attribute.name} must be a positive integer number of bytes")
+
+
 def _retry_policy(instance: object, attribute: attrs.Attribute, value: object) -> None:
     if not isinstance(value, RetryPolicy):
         raise ConfigurationError("retry must be an xpander_sync.RetryPolicy, e.g. RetryPolicy(max_retries=2)")
@@ -245,6 +250,11 @@ class Configuration:
             (the official SDK waits 600 s).
         mcp_auth_poll_interval: seconds between polls of the MCP token route while waiting.
         verify: TLS verification: ``True``, ``False`` or a CA bundle path.
+        call_deadline: seconds one call may take in all: its attempts, the waits between
+            them, and reading the answer (default 300). The read timeout bounds the silence
+            between two bytes; this bounds a server that trickles them.
+        max_response_bytes: the largest answer read, decompressed (default 64 MiB); a larger
+            one is a :class:`~xpander_sync.ResponseDecodeError` (a gzip bomb stops here).
         proxies: a requests-style proxies mapping.
 
     Raises:
@@ -275,6 +285,8 @@ class Configuration:
     mcp_auth_timeout: float = attrs.field(default=300.0, validator=_positive)
     mcp_auth_poll_interval: float = attrs.field(default=1.0, validator=_positive)
     verify: Union[bool, str] = attrs.field(default=True, validator=_verify)
+    call_deadline: float = attrs.field(default=300.0, validator=_positive)
+    max_response_bytes: int = attrs.field(default=64 * 1024 * 1024, validator=_byte_count)
     proxies: Optional[Tuple[Tuple[str, str], ...]] = attrs.field(
         default=None, converter=_proxies_converter, repr=_proxies_repr
     )

@@ -21,12 +21,12 @@ import threading
 import time
 import weakref
 from http.cookiejar import DefaultCookiePolicy
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import NewConnectionError, ReadTimeoutError
+from urllib3.exceptions import DecodeError, NewConnectionError, ProtocolError, ReadTimeoutError
 
 from ._cache import PlatformCaches
 from ._redact import scrub
@@ -48,6 +48,8 @@ logger = logging.getLogger(__name__)
 USER_AGENT = f"xpander-sync/{__version__}"
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
 _MESSAGE_LIMIT = 500
+#: Bytes asked for per receive while reading a body (read1 returns what arrived, up to this).
+_READ_CHUNK = 65536
 _UNSET: Any = object()
 
 _live_transports: weakref.WeakSet[Transport] = weakref.WeakSet()
@@ -228,6 +230,7 @@ class Transport:
         query = _encode_params(params) if params else None
         timeout = timeout or self.configuration.timeout
         policy = self.configuration.retry
+        deadline = time.monotonic() + self.configuration.call_deadline
         attempt = 0
         while True:
             attempt += 1
@@ -245,7 +248,9 @@ class Transport:
                     # REQUESTS_CA_BUNDLE (requests merges the environment over session settings).
                     proxies=self._proxies,
                     verify=self.configuration.verify,
+                    stream=True,  # the body is read by _read_body: under the size cap and the deadline
                 )
+                self._read_body(response, method, route, deadline)
             except requests.exceptions.RequestException as exc:
                 elapsed = (time.perf_counter() - started) * 1000
                 connect_failure = _is_connect_failure(exc)
@@ -258,7 +263,7 @@ class Transport:
                     other_transport_failure=not connect_failure,
                     rand=self._rand,
                 )
-                if delay is None:
+                if delay is None or time.monotonic() + delay >= deadline:
                     raise self._transport_error(exc, method, route, attempt) from None
                 logger.info(
                     "retrying %s %s in %.2fs after %s (attempt %d)",
@@ -276,7 +281,7 @@ class Transport:
                 policy, attempt=attempt, repeatable=repeatable, status=status,
                 retry_after=retry_after, rand=self._rand,
             )
-            if delay is None:
+            if delay is None or time.monotonic() + delay >= deadline:
                 raise self._api_error(response, method, route, retry_after, attempt)
             logger.info(
                 "retrying %s %s in %.2fs after HTTP %d (attempt %d)", method, route, delay, status, attempt
@@ -332,6 +337,51 @@ class Transport:
             raise self._transport_error(exc, method, route, 1) from None
         self._log(method, route, response.status_code, (time.perf_counter() - started) * 1000, 1)
         return response
+
+    def _read_body(self, response: requests.Response, method: str, route: str, deadline: float) -> None:
+        """Read the whole body (decompressed), at most ``max_response_bytes``, before ``deadline``.
+
+        ``read1`` returns what one receive brings, so a server that trickles a byte at a time
+        (each within the read timeout) still meets the deadline between two receives. The body
+        is stored on the response as requests would have (``response.content`` works after).
+
+        Raises:
+            requests.exceptions.ConnectionError: the connection failed while reading (retried
+                like any failure after sending).
+            RequestTimeoutError: the call's deadline passed.
+            ResponseDecodeError: the body is larger than ``max_response_bytes``.
+        """
+        cap = self.configuration.max_response_bytes
+        chunks: List[bytes] = []
+        size = 0
+        try:
+            while True:
+                try:
+                    chunk = response.raw.read1(_READ_CHUNK, decode_content=True)
+                except (ReadTimeoutError, ProtocolError, DecodeError) as exc:
+                    raise requests.exceptions.ConnectionError(exc) from None
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > cap:
+                    raise ResponseDecodeError(
+                        f"response of {method} {route}",
+                        [f"the body is larger than max_response_bytes ({cap} bytes): not read further"],
+                        status_code=response.status_code,
+                    )
+                if time.monotonic() > deadline:
+                    raise RequestTimeoutError(
+                        f"{method} {route} took longer than call_deadline "
+                        f"({self.configuration.call_deadline:g} s); the server is sending too slowly",
+                        method=method, route=route,
+                    )
+                chunks.append(chunk)
+        except BaseException:
+            response.close()  # drop the connection: the rest of the body is not wanted
+            raise
+        response._content = b"".join(chunks)
+        response._content_consumed = True  # type: ignore[attr-defined]
+        response.close()  # the body was read to its end: the connection goes back to the pool
 
     def _log(self, method: str, route: str, outcome: object, elapsed_ms: float, attempt: int) -> None:
         if logger.isEnabledFor(logging.DEBUG):
