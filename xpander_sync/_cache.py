@@ -103,6 +103,11 @@ class TTLCache:
     def __len__(self) -> int:
         return len(self._data)
 
+    def values(self) -> List[Any]:
+        """Every value held (fresh or kept for stale use), newest last."""
+        with self._lock:
+            return [value for _, value in self._data.values()]
+
     def _after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
         self._loading = {}

@@ -114,6 +114,38 @@ def redact_mapping(value: Any, _depth: int = 0) -> Any:
     return value
 
 
+_SECRET_CONTAINERS = frozenset({"headers", "env_vars", "llm_extra_headers", "user_tokens"})
+
+
+def secret_values(value: Any, _depth: int = 0, _all: bool = False) -> Iterable[str]:
+    """Every secret string inside a JSON-like value, to scrub from free text.
+
+    The values under secret-looking keys (``api_key``, ``token``, ``client_secret``...), every
+    string under a header, env-var or token map, and every :class:`Secret`.
+
+    Args:
+        value: a decoded JSON value (a task's or an agent's JSON).
+
+    Returns:
+        The secret strings found (possibly repeated).
+    """
+    if _depth > 20:
+        return
+    if isinstance(value, Secret):
+        yield value.reveal()
+    elif isinstance(value, str):
+        if _all:
+            yield value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            name = str(key)
+            inner = _all or name in _SECRET_CONTAINERS or bool(_SENSITIVE_KEY.search(name))
+            yield from secret_values(item, _depth + 1, inner)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from secret_values(item, _depth + 1, _all)
+
+
 def masked_values(value: Any) -> str:
     """``repr`` for a mapping of secrets (headers, env vars): its keys, every value ``***``.
 

@@ -12,7 +12,7 @@ from typing import Any, Callable, List, Optional
 
 import pytest
 
-from xpander_sync import AgentExecutionStatus, Backend, Task
+from xpander_sync import AgentExecutionStatus, Backend, Task, Tasks
 from xpander_sync.errors import APIError, ConflictError, TransportError
 from xpander_sync.local import LocalBackend
 from xpander_sync.worker import ServerSentEvent, Worker
@@ -216,3 +216,27 @@ def test_saves_are_retried_only_while_the_error_is_retryable(backend: LocalBacke
 
     calls.clear()
     assert runner._until_done(down, "save", give_up=lambda: len(calls) >= 2) is False and len(calls) == 2
+
+
+def test_a_handler_error_is_scrubbed_of_every_secret_the_library_knows(
+    backend: LocalBackend, running: Callable[..., Worker], caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 16, finding 14: not only the API key: the environment's LLM keys and the task's MCP
+    credentials too (an LLM SDK's error often quotes the key it was given)."""
+    llm_key, mcp_token = "sk-WORKER-LLM-SENTINEL-8c2f", "mcp-WORKER-TOKEN-SENTINEL-1b7e"
+    monkeypatch.setenv("OPENAI_API_KEY", llm_key)
+    caplog.set_level(logging.DEBUG, logger="xpander_sync")
+
+    def handler(task: Task) -> Task:
+        raise RuntimeError(f"401 from the model: key {llm_key} refused; MCP said {mcp_token}")
+
+    config = config_for(backend)
+    running(handler, config)
+    task_id = Tasks(config).create(
+        AGENT, "go", mcp_servers=[{"url": "https://mcp.example", "headers": {"Authorization": mcp_token}}]
+    ).id
+    failed = wait_task(backend, task_id)
+    assert failed["status"] == "error" and "401 from the model" in failed["result"]
+    for secret in (llm_key, mcp_token):
+        assert secret not in failed["result"] and secret not in caplog.text

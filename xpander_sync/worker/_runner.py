@@ -23,21 +23,24 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import threading
 import time
 import traceback
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import attrs
 
 from .._async import call_maybe_async
 from .._converter import structure, unstructure
-from .._redact import scrub
+from .._redact import scrub, secret_values
 from ..errors import ModuleException, ResponseDecodeError, XpanderError
+from ..frameworks._llm import ENV_KEYS
 from ..models.common import AgentExecutionStatus
 from ..models.task import Task
 from ..resources import Tasks, Workers
+from ..transport import shared_transport
 from ._state import Counters, StopState
 from .settings import WorkerSettings
 from .sse import ServerSentEvent
@@ -323,7 +326,7 @@ class Runner:
             logger.warning(
                 "task %s: handler raised %s\n%s", task_id, task.result,
                 scrub("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-                      (*self._secrets, task.user_oidc_token)),
+                      self._known_secrets(task)),
             )
         if not task.duration:
             task.duration = round(time.monotonic() - started, 3)
@@ -342,9 +345,19 @@ class Runner:
         if task.tokens is not None:
             self._report_metrics(task)
 
+    def _known_secrets(self, task: Task) -> List[Any]:
+        """Every secret the library knows of while this task ran: the API key, the task's tokens
+        and MCP credentials, the LLM keys of the environment, and the keys stored on the agents
+        a handler loaded through this worker's client."""
+        found: List[Any] = [*self._secrets, task.user_oidc_token]
+        found += secret_values(unstructure(task))
+        found += [os.environ.get(name) for names in ENV_KEYS.values() for name in names]
+        found += secret_values(shared_transport(self._tasks.configuration).caches.agents.values())
+        return [s for s in found if s]
+
     def _error_text(self, exc: BaseException, task: Task) -> str:
         message = str(exc) or type(exc).__name__
-        return scrub(message, (*self._secrets, task.user_oidc_token))[:_ERROR_RESULT_LIMIT]
+        return scrub(message, self._known_secrets(task))[:_ERROR_RESULT_LIMIT]
 
     def _until_done(self, call: Callable[[], Any], what: str, *, give_up: Callable[[], bool]) -> bool:
         """Call until it succeeds (``True``), fails for good (not ``retryable``), or ``give_up()`` (``False``)."""
