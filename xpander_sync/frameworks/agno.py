@@ -228,7 +228,8 @@ class AgnoAdapter(Adapter):
         common: Dict[str, Any] = {"id": spec.model_id, "retries": 3, "exponential_backoff": True}
         if provider == "anthropic":
             claude = _model_class("agno.models.anthropic", "Claude", "anthropic")
-            kwargs = dict(common, api_key=key, cache_system_prompt=True, max_tokens=spec.max_tokens)
+            kwargs = dict(common, api_key=key, cache_system_prompt=True, max_tokens=spec.max_tokens,
+                          timeout=spec.request_timeout)
             if spec.temperature is not None:
                 kwargs["temperature"] = spec.temperature
             if spec.extra_headers:
