@@ -286,3 +286,12 @@ def test_a_full_turn(platform: LocalBackend, name: str, family_name: str, use_as
     assert requests[index].api_key == (SOLO_KEY if shape == "solo" else MEMBER_KEY)
     if shape == "team":
         assert requests[0].api_key == LEAD_KEY
+
+
+def test_an_output_cap_always_comes_with_an_explicit_request_timeout() -> None:
+    from xpander_sync.frameworks._llm import MAX_OUTPUT_TOKENS, ModelSpec
+
+    claude = ModelSpec(provider="anthropic", model_id="claude-sonnet-4-6")
+    assert claude.max_tokens == MAX_OUTPUT_TOKENS and claude.request_timeout == 900.0
+    assert ModelSpec(provider="open_router", model_id="x").request_timeout == 900.0
+    assert ModelSpec(provider="openai", model_id="gpt-4.1").request_timeout is None  # no cap: the SDK default

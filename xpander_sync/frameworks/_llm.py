@@ -39,7 +39,9 @@ built, never logged.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import os
 from typing import Any, Dict, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
@@ -295,6 +297,32 @@ class OpenAIEndpoint:
         self.headers: Dict[str, str] = dict(spec.extra_headers)
         self.user: Optional[str] = spec.organization_id or None
         self.prompt_cache_key: Optional[str] = spec.prompt_cache_key if provider in OPENAI_WIRE_PROVIDERS else None
+
+
+@functools.cache
+def anthropic_sdk_takes(parameter: str) -> bool:
+    """Whether the installed anthropic SDK's ``messages.create`` accepts ``parameter`` as a keyword.
+
+    anthropic 2.x dropped the sampling keywords (``temperature``, ``top_p``, ``top_k``) from
+    ``messages.create``: a framework that passes them as keywords (google-adk's ``AnthropicLlm``)
+    fails with ``TypeError`` before any request. Adapters ask this before handing such a keyword
+    to a framework, so a parameter the installed SDK rejects is never sent. ``True`` when the SDK
+    is not installed (nothing is built with it then).
+
+    Args:
+        parameter: the keyword, e.g. ``"temperature"``.
+
+    Returns:
+        Whether ``Messages.create`` has that parameter (or takes ``**kwargs``).
+    """
+    try:
+        from anthropic.resources.messages import Messages
+    except ImportError:
+        return True
+    signature = inspect.signature(Messages.create)
+    return parameter in signature.parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()
+    )
 
 
 def normalize_provider(value: Optional[str]) -> str:

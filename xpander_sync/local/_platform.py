@@ -83,9 +83,9 @@ class Platform:
         return 200, self._serve_agent(served) if self._serve_agent is not None else served
 
     def agent_db(self, req: Request) -> tuple[int, Any]:
-        """``GET /agents/{agent_id}/db``: the agent's database (``_local_db_uri`` or a placeholder)."""
+        """``GET /agents/{agent_id}/db``: the agent's database (``_local_db_uri``, else the backend's SQLite file)."""
         agent = self._agents.get(req.params["agent_id"])
-        uri = agent.get("_local_db_uri") or payloads.DEFAULT_DB_URI
+        uri = agent.get("_local_db_uri") or payloads.sessions_db_uri(self._store.path)
         return 200, {
             "id": agent["id"],
             "name": agent.get("name", agent["id"]),

@@ -192,7 +192,8 @@ class LocalBackend:
         """Add (or replace) one version of an agent.
 
         The agent is served as given (a deep copy), except keys starting with ``_local``, which configure the
-        local backend (``_local_db_uri`` overrides the ``GET /agents/{id}/db`` connection string) and are
+        local backend (``_local_db_uri`` overrides the ``GET /agents/{id}/db`` connection string, by default a
+        SQLite file next to the backend's store, where agno keeps the agents' sessions) and are
         stripped from every response.
 
         Args:
