@@ -179,8 +179,21 @@ def test_quickstart_runs_offline_and_builds_real_agents():
     assert all(s["ok"] for s in summary["steps"])
     assert steps["get_args + construct agt-team"]["constructed"] == "agno.team.team.Team"
     assert steps["get_args + construct agt-openai"]["constructed"] == "agno.agent.agent.Agent"
-    tool = steps["call an xpander tool through the returned function"]
-    assert tool["sent_body"]["query_params"] == {"q": "ada", "limit": 10, "company": "Acme"}
+    # a real turn: the model called the tool, the platform answered it, the answer reached the model
+    run = steps["run agt-openai"]
+    assert run["tool_call"]["name"] == "XpanderCrmSearchContacts"
+    assert run["platform_tool_call"]["sent_body"]["query_params"] == {"q": "Ada", "limit": 10, "company": "Acme"}
+    assert run["platform_tool_call"]["x-execution-id"]  # the run's own task
+    assert "Ada Lovelace" in run["tool_answer"] and "Ada Lovelace" in run["final"]
+    assert run["tokens"] == {"prompt_tokens": 22, "completion_tokens": 14}  # two scripted responses of 11/7
+    assert run["reported"]["tokens"]["total_tokens"] == 36
+    assert run["reported"]["used_tools"] == ["XpanderCrmSearchContacts"]
+    # the Claude agent, and the team delegating to it, run too
+    assert steps["run agt-anthropic"]["model"].startswith("Claude ")
+    assert json.loads(steps["run agt-anthropic"]["final"])["risk"]
+    team = steps["run agt-team"]
+    assert team["tool_call"]["name"] == "delegate_task_to_member" and team["final"].startswith("The team says:")
+    assert "run agt-json" in steps
     assert steps["MCP OAuth auth events"]["events"] == ["login_required", "token_ready"]
     assert steps["report an external task"]["status"] == "completed"
 
@@ -191,7 +204,8 @@ def test_args_command_summarises_without_secrets(local):
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["model"] == {"class": "Claude", "id": "claude-sonnet-4-5-20250929"}
-    assert summary["structured_output"] is True and summary["storage"]["schema"] == "ag_agt_anthropic"
+    # the local backend gives agents its own SQLite session store (a reachable one: no refused connections)
+    assert summary["structured_output"] is True and summary["storage"] == {"class": "SqliteDb", "schema": None}
     assert "sk-ant-LOCAL-SAMPLE" not in done.stdout + done.stderr and SENTINEL not in done.stdout + done.stderr
     text = run_cli("args", "agt-team", env=env_for(local))
     assert text.returncode == 0 and "agno.team.Team" in text.stdout and "members:" in text.stdout

@@ -1,10 +1,13 @@
 """``xpander-sync quickstart``: the whole product, offline, in one command.
 
 Starts the local backend in-process (bundled sample agents, a temporary SQLite file, a
-free loopback port), creates a task, resolves framework arguments for each sample agent,
-constructs the real Agno agent or team when agno is installed, calls one xpander tool
-through the returned function, completes an MCP OAuth login through an auth event, reports
-an external task, and prints a summary. No LLM call, no network beyond 127.0.0.1.
+free loopback port) with a scripted model mounted under its LLM proxy route, creates a
+task, resolves framework arguments for each sample agent, constructs the real Agno agent or
+team when agno is installed, completes an MCP OAuth login through an auth event, then *runs*
+each sample agent (the team, and a Claude agent inside it, included) for one real turn: the
+model calls the agent's xpander tool, the platform answers it, the answer goes back to the
+model, which answers; the run is reported with its tokens and tools. No account, no key, no
+network beyond 127.0.0.1: the model is the local backend's scripted one.
 """
 
 from __future__ import annotations
@@ -16,7 +19,13 @@ import time
 from typing import Any, Callable, Dict, List, TextIO
 
 SAMPLE_AGENTS = ("agt-openai", "agt-anthropic", "agt-json", "agt-team", "agt-mcp")
+#: The agents run for a turn (agt-mcp is built, not run: its MCP server is a remote URL).
+RUN_AGENTS = ("agt-openai", "agt-anthropic", "agt-json", "agt-team")
 INSTALL_HINT = 'pip install "xpander-sync[agno]"'
+PROMPT = "Find Ada Lovelace in the CRM"
+CRM_TOOL = "XpanderCrmSearchContacts"
+#: What the local platform answers when an agent calls the CRM search tool.
+CRM_ANSWER = {"contacts": [{"id": "c-1", "name": "Ada Lovelace", "company": "Acme"}]}
 
 
 def _agno_installed() -> bool:
@@ -34,11 +43,65 @@ def _construct(args: Dict[str, Any]) -> Any:
     return Agent(**args)
 
 
-def _call_tool_like_agno(tool: Any, arguments: Dict[str, Any]) -> Any:
-    """Run a returned tool the way agno runs one chosen by the model (no LLM involved)."""
-    from agno.tools.function import FunctionCall
+def _script(model: Any, args: Dict[str, Any]) -> None:
+    """Script one turn for the agent (or team) ``args`` build: a tool call, then an answer.
 
-    return FunctionCall(function=tool, arguments=arguments).execute()
+    An agent with the CRM tool calls it and answers with its result; a team's leader delegates
+    to its first member, which answers, and the leader answers with the member's reply. A JSON
+    agent answers a JSON object its schema accepts.
+    """
+    from .testing import answer, answer_with_tool_result, call_first_tool, call_tool
+
+    def final(agent_args: Dict[str, Any], prefix: str) -> Any:
+        wrapper = agent_args.get("output_schema")
+        if agent_args.get("use_json_mode") and isinstance(wrapper, dict):
+            schema = wrapper.get("json_schema", {}).get("schema", {})
+            example = {name: "low" if spec.get("type") == "string" else 1
+                       for name, spec in (schema.get("properties") or {}).items()}
+            return answer(json.dumps(example))
+        return answer_with_tool_result(prefix)
+
+    def tool_names(agent_args: Dict[str, Any]) -> List[str]:
+        return [str(getattr(t, "name", "")) for t in agent_args.get("tools") or []]
+
+    def summary(summaries: Any) -> None:
+        # agno asks the model for a session summary after a run when the agent keeps them
+        if summaries:
+            model.script(answer(json.dumps({"summary": "Looked up a CRM contact.", "topics": ["crm"]})))
+
+    members = args.get("members") or []
+    if not members:
+        if CRM_TOOL in tool_names(args):
+            model.script(call_first_tool(CRM_TOOL, {"query_params": {"q": "Ada"}}))
+        model.script(final(args, "Found: "))
+        summary(args.get("enable_session_summaries"))
+        return
+    member = members[0]
+    model.script(call_tool("delegate_task_to_member", {"member_id": member.id, "task": PROMPT}))
+    member_args = {"use_json_mode": getattr(member, "use_json_mode", False),
+                   "output_schema": getattr(member, "output_schema", None)}
+    model.script(final(member_args, "Member says: "))
+    summary(getattr(member, "enable_session_summaries", False))
+    model.script(answer_with_tool_result("The team says: "))
+    summary(args.get("enable_session_summaries"))
+
+
+def _run_agent(built: Any) -> Dict[str, Any]:
+    """One turn of an agno agent or team: its final text, tokens and the tools it called."""
+    started = time.perf_counter()
+    out = built.run(PROMPT)
+    status = str(getattr(out.status, "value", out.status))
+    if status.lower() != "completed":
+        raise RuntimeError(f"the run ended with status {status}: {out.content}")
+    metrics = out.metrics
+    used = [t.tool_name for t in (out.tools or []) if getattr(t, "tool_name", None)]
+    return {
+        "final": out.content if isinstance(out.content, str) else json.dumps(out.content, default=str),
+        "tokens": {"prompt_tokens": int(getattr(metrics, "input_tokens", 0) or 0),
+                   "completion_tokens": int(getattr(metrics, "output_tokens", 0) or 0)},
+        "used_tools": used,
+        "duration": round(time.perf_counter() - started, 3),
+    }
 
 
 def run_quickstart(out: TextIO, *, as_json: bool = False) -> int:
@@ -82,6 +145,8 @@ def run_quickstart(out: TextIO, *, as_json: bool = False) -> int:
         steps.append({"step": name, "ok": ok, "ms": round((time.perf_counter() - started) * 1000, 1), **detail})
 
     with LocalBackend(api_key=api_key) as local:
+        local.mount_llm()  # the scripted model, under the platform's LLM proxy route
+        local.register_tool(CRM_TOOL, lambda payload, headers: CRM_ANSWER)
         config = Configuration(api_key=api_key, base_url=local.url, organization_id="local-org",
                                mcp_auth_poll_interval=0.1)
         backend = Backend(config)
@@ -122,16 +187,12 @@ def run_quickstart(out: TextIO, *, as_json: bool = False) -> int:
 
                 step(f"get_args + construct {agent_id}", resolve)
 
-            def call_tool() -> Dict[str, Any]:
-                args = state["args"]["agt-openai"]
-                tool = next(t for t in args["tools"] if getattr(t, "name", "") == "XpanderCrmSearchContacts")
-                result = _call_tool_like_agno(tool, {"query_params": {"q": "ada"}})
-                last = local.tool_calls()[-1]
-                return {"tool": tool.name, "status": str(getattr(result, "status", "")),
-                        "sent_body": last["body"], "x-execution-id": last["headers"].get("x-execution-id")}
+            for agent_id in RUN_AGENTS:
+                def run(agent_id: str = agent_id) -> Dict[str, Any]:
+                    return _run_step(local, backend, state, agent_id)
 
-            if "agt-openai" in state.get("args", {}):
-                step("call an xpander tool through the returned function", call_tool)
+                if agent_id in state.get("args", {}):
+                    step(f"run {agent_id}", run)
             if state.get("auth_events"):
                 steps.append({"step": "MCP OAuth auth events", "ok": True, "events": state["auth_events"]})
 
@@ -155,8 +216,42 @@ def run_quickstart(out: TextIO, *, as_json: bool = False) -> int:
     return 0 if failures == 0 else 1
 
 
+def _run_step(local: Any, backend: Any, state: Dict[str, Any], agent_id: str) -> Dict[str, Any]:
+    """Run one sample agent for a turn against the scripted model, then report the run."""
+    model = local.llm
+    task = backend.invoke_agent(agent_id, PROMPT)  # a task (and so a session) of its own
+    args = backend.get_args(agent_id=agent_id, task=task)
+    _script(model, args)
+    seen_requests, seen_calls = len(model.requests), len(local.tool_calls())
+    run = _run_agent(_construct(args))
+    requests_made = model.requests[seen_requests:]
+    calls = local.tool_calls()[seen_calls:]
+    detail: Dict[str, Any] = {"model": f"{type(args['model']).__name__} {args['model'].id} (scripted, via the "
+                                       "local LLM proxy)"}
+    tool_calls = [r.tool_call for r in requests_made if r.tool_call]
+    if tool_calls:
+        detail["tool_call"] = {"name": tool_calls[0]["name"], "arguments": tool_calls[0]["arguments"]}
+    if calls:
+        detail["platform_tool_call"] = {"tool": calls[0]["tool_id"], "sent_body": calls[0]["body"],
+                                        "x-execution-id": calls[0]["headers"].get("x-execution-id")}
+    answered = [r.last_tool_result for r in requests_made if r.last_tool_result]
+    if answered:
+        detail["tool_answer"] = answered[0]
+    detail.update(final=run["final"], tokens=run["tokens"], model_requests=len(requests_made))
+    reported = backend.report_external_task(
+        agent_id=agent_id, input=PROMPT, result=run["final"], tokens=run["tokens"],
+        duration=run["duration"], used_tools=run["used_tools"],
+    )
+    body = local.reports()[-1]["body"]
+    detail["reported"] = {"task_id": getattr(reported, "id", None), "tokens": body.get("tokens"),
+                          "used_tools": body.get("used_tools")}
+    if any(r.exhausted for r in requests_made) or model.remaining:
+        raise RuntimeError(f"the run did not follow the script ({model.remaining} turn(s) left): {detail}")
+    return detail
+
+
 def _render(out: TextIO, steps: List[Dict[str, Any]], agno: bool) -> None:
-    out.write("xpander-sync quickstart: local backend, sample agents, no LLM, no network\n\n")
+    out.write("xpander-sync quickstart: local backend, sample agents, a scripted LLM, no network\n\n")
     for item in steps:
         mark = "ok " if item["ok"] else "FAIL"
         out.write(f"[{mark}] {item['step']} ({item['ms']} ms)\n" if "ms" in item else f"[{mark}] {item['step']}\n")

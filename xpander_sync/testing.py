@@ -22,6 +22,11 @@ Fixtures:
           ...
           assert scripted_model.requests[-1].tool_results
 
+* ``xpander_backend.script_llm([...])``: the same scripted model, mounted on the backend under the
+  platform's LLM proxy route, with the backend's agents pointed at it: ``get_args`` then builds
+  agents whose model *is* the script, so a test runs a whole turn (tool call included) offline
+  and returns the recorder (see ``docs/testing.md``).
+
 Helpers: :func:`make_agent` builds a valid agent payload for ``add_agent``; :func:`call_tool`,
 :func:`answer`, :func:`call_first_tool` and :func:`answer_with_tool_result` build script turns.
 """
@@ -31,7 +36,7 @@ from __future__ import annotations
 import copy
 import secrets
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterable, Iterator, List, Optional
 
 import pytest
 
@@ -138,6 +143,45 @@ class XpanderTestBackend:
             TypeError: ``fn`` is not callable.
         """
         self.local.register_tool(tool_id, fn)
+
+    def script_llm(self, turns: Iterable[Turn] = (), *, exhausted_text: Optional[str] = None,
+                   usage: Optional[Usage] = None) -> ScriptedModel:
+        """Script the agents' LLM: a scripted model answers under the backend's LLM proxy route.
+
+        The first call mounts a :class:`ScriptedModel` on the backend
+        (:meth:`~xpander_sync.local.LocalBackend.mount_llm`): from then on every agent it serves
+        without an ``llm_api_base`` of its own is pointed at the proxy, so the model ``get_args``
+        builds (any framework, any of OpenAI Chat Completions, OpenAI Responses, Anthropic Messages,
+        Gemini) talks to the script: no key from the environment, no network. Later calls append
+        ``turns`` to the same model's script.
+
+        Example::
+
+            model = xpander_backend.script_llm([call_first_tool("Search"), answer_with_tool_result("Found: ")])
+            Agent(**Backend(xpander_backend.configuration).get_args(agent_id="agt-openai")).run("find Ada")
+            assert model.requests[1].tool_results
+
+        Args:
+            turns: the turns to script (:func:`call_tool`, :func:`answer`, :func:`call_first_tool`,
+                :func:`answer_with_tool_result`).
+            exhausted_text: the answer once the script is exhausted (first call only).
+            usage: the token numbers of turns that set none (first call only).
+
+        Returns:
+            The :class:`ScriptedModel`: its ``requests`` record every model request (key, headers,
+            messages, tool results), ``remaining`` and ``exhausted`` say how the script was used.
+        """
+        model = self.local.llm
+        if model is None:
+            options: Dict[str, Any] = {}
+            if exhausted_text is not None:
+                options["exhausted_text"] = exhausted_text
+            if usage is not None:
+                options["usage"] = usage
+            mounted: ScriptedModel = self.local.mount_llm(ScriptedModel(turns, **options))
+            return mounted
+        scripted: ScriptedModel = model.script(*turns)
+        return scripted
 
     def reports(self) -> List[Dict[str, Any]]:
         """Reports received (``report_external_task``), oldest first.

@@ -21,6 +21,7 @@ from google.adk.tools.mcp_tool import (
 
 from xpander_sync import Backend, FrameworkNotInstalledError
 from xpander_sync.frameworks import _tools
+from xpander_sync.frameworks._llm import anthropic_sdk_takes
 from xpander_sync.frameworks.google_adk import build_google_adk_args
 
 from .conftest import (
@@ -103,7 +104,11 @@ def test_anthropic_key_precedence_on_the_native_class(monkeypatch, cloud, env_ke
     assert model.model == "claude-sonnet-4-5-20250929" and model.max_tokens == 32000
     assert model.client.default_headers["x-team"] == "legal"
     assert model.client.default_headers["X-Org-Trace"] == "fake-org-trace"
-    assert args["generate_content_config"].temperature == 0.0
+    if anthropic_sdk_takes("temperature"):
+        assert args["generate_content_config"].temperature == 0.0
+    else:  # anthropic 2.x: AnthropicLlm passes it as a keyword messages.create no longer takes
+        assert "generate_content_config" not in args
+    assert model.client.timeout == 900.0  # the SDK refuses the 32k cap without an explicit timeout
     LlmAgent(**args)
 
 

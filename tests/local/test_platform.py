@@ -12,7 +12,7 @@ import requests
 
 from xpander_sync import errors
 from xpander_sync.local import LocalBackend, ToolError
-from xpander_sync.local._payloads import DEFAULT_DB_URI, REPORT_KEYS, TASK_FIELDS
+from xpander_sync.local._payloads import REPORT_KEYS, SESSIONS_DB_SUFFIX, TASK_FIELDS
 
 from .conftest import LIST_ITEM_KEYS, ORG, assert_json_error, create_body, report_body
 
@@ -39,13 +39,13 @@ def test_agents_list_items(backend: LocalBackend, session: requests.Session) -> 
     assert openai["instructions"]["goal"] == ["Keep CRM records accurate"]
 
 
-def test_agent_db_placeholder(backend: LocalBackend, session: requests.Session) -> None:
+def test_agent_db_is_a_sqlite_file_next_to_the_store(backend: LocalBackend, session: requests.Session) -> None:
     db = session.get(backend.url + "/agents/agt-openai/db").json()
     assert db == {
         "id": "agt-openai",
         "name": "CRM Assistant",
         "organization_id": ORG,
-        "connection_uri": {"uri": DEFAULT_DB_URI},
+        "connection_uri": {"uri": "sqlite:///" + backend._store.path + SESSIONS_DB_SUFFIX},
     }
     assert_json_error(session.get(backend.url + "/agents/agt-nope/db"), 404)
 

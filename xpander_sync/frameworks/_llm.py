@@ -39,7 +39,9 @@ built, never logged.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import os
 from typing import Any, Dict, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
@@ -126,6 +128,12 @@ NEEDS_BASE_URL = ("cloudflare_ai_gw", "openai_compatible")
 REFUSED_PROVIDERS = ("google_ai_studio", "amazon_bedrock", "azure_ai_foundary")
 #: Output token cap for Anthropic and OpenRouter (their SDK defaults are small), as agno's adapter.
 MAX_OUTPUT_TOKENS = 32000
+#: The longest a model request may take without an explicit timeout (the provider SDKs' default: 10 min).
+DEFAULT_REQUEST_SECONDS = 600.0
+#: How long the anthropic SDK expects an output of 128,000 tokens to take (one hour); it refuses a
+#: non-streaming request whose cap may take longer than :data:`DEFAULT_REQUEST_SECONDS` unless the
+#: caller sets a timeout.
+_SECONDS_PER_128K_OUTPUT = 3600.0
 
 #: Spellings of the same provider seen in the wild, mapped to the platform's names.
 _PROVIDER_ALIASES = {"azure_ai_foundry": "azure_ai_foundary", "openrouter": "open_router"}
@@ -191,6 +199,21 @@ class ModelSpec:
     def max_tokens(self) -> Optional[int]:
         """:data:`MAX_OUTPUT_TOKENS` for Anthropic and OpenRouter (small SDK defaults), else ``None``."""
         return MAX_OUTPUT_TOKENS if self.provider in ("anthropic", "open_router") else None
+
+    @property
+    def request_timeout(self) -> Optional[float]:
+        """Seconds a model request may take: explicit whenever an output cap is set, else ``None``.
+
+        The rule every adapter follows: a model built with :attr:`max_tokens` also gets this
+        timeout. The anthropic SDK (directly, or through agno, any-llm or google-adk) refuses a
+        non-streaming request whose cap may take over ten minutes ("Streaming is required...")
+        unless the caller gives one; sized like its own estimate (one hour per 128,000 output
+        tokens, at least :data:`DEFAULT_REQUEST_SECONDS`): 900 s for the 32,000-token cap.
+        """
+        cap = self.max_tokens
+        if not cap:
+            return None
+        return max(DEFAULT_REQUEST_SECONDS, _SECONDS_PER_128K_OUTPUT * cap / 128_000)
 
     @property
     def uses_responses_api(self) -> bool:
@@ -274,6 +297,32 @@ class OpenAIEndpoint:
         self.headers: Dict[str, str] = dict(spec.extra_headers)
         self.user: Optional[str] = spec.organization_id or None
         self.prompt_cache_key: Optional[str] = spec.prompt_cache_key if provider in OPENAI_WIRE_PROVIDERS else None
+
+
+@functools.cache
+def anthropic_sdk_takes(parameter: str) -> bool:
+    """Whether the installed anthropic SDK's ``messages.create`` accepts ``parameter`` as a keyword.
+
+    anthropic 2.x dropped the sampling keywords (``temperature``, ``top_p``, ``top_k``) from
+    ``messages.create``: a framework that passes them as keywords (google-adk's ``AnthropicLlm``)
+    fails with ``TypeError`` before any request. Adapters ask this before handing such a keyword
+    to a framework, so a parameter the installed SDK rejects is never sent. ``True`` when the SDK
+    is not installed (nothing is built with it then).
+
+    Args:
+        parameter: the keyword, e.g. ``"temperature"``.
+
+    Returns:
+        Whether ``Messages.create`` has that parameter (or takes ``**kwargs``).
+    """
+    try:
+        from anthropic.resources.messages import Messages
+    except ImportError:
+        return True
+    signature = inspect.signature(Messages.create)
+    return parameter in signature.parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()
+    )
 
 
 def normalize_provider(value: Optional[str]) -> str:

@@ -26,7 +26,10 @@ section 3.2, with the upstream bugs of its section 7 fixed):
   ``session_id`` (task's conversation id, else task id), ``user_id``, ``num_history_runs``,
   ``enable_session_summaries``, ``max_tool_calls_from_history`` and ``db``: a
   ``PostgresDb`` (``AsyncPostgresDb`` for ``aget_args``) in schema ``ag_<agent id>``, built
-  without connecting.
+  without connecting; a ``sqlite:`` address (what the local backend answers: a file of its
+  own) gives a ``SqliteDb``. An address nothing listens on is not probed at build time (that
+  would cost a connection per build): agno logs its refused connection on each run, so the
+  local backend answers a reachable SQLite file rather than a placeholder Postgres address.
 * ``tool_call_limit``: the task's (for the agent the task runs), else
   ``agno_settings.tool_call_limit``, else none. The official SDK defaults to 800
   (``XPANDER_TOOL_CALL_LIMIT``); agno's own default (no limit) is kept here so a
@@ -228,7 +231,8 @@ class AgnoAdapter(Adapter):
         common: Dict[str, Any] = {"id": spec.model_id, "retries": 3, "exponential_backoff": True}
         if provider == "anthropic":
             claude = _model_class("agno.models.anthropic", "Claude", "anthropic")
-            kwargs = dict(common, api_key=key, cache_system_prompt=True, max_tokens=spec.max_tokens)
+            kwargs = dict(common, api_key=key, cache_system_prompt=True, max_tokens=spec.max_tokens,
+                          timeout=spec.request_timeout)
             if spec.temperature is not None:
                 kwargs["temperature"] = spec.temperature
             if spec.extra_headers:
@@ -326,7 +330,14 @@ class AgnoAdapter(Adapter):
                 "agno session storage needs SQLAlchemy (with greenlet) and psycopg: "
                 'pip install "xpander-sync[agno]"'
             ) from None
-        url = sqlalchemy_url(self.context.db_connection_uri(agent), is_async=is_async)
+        uri = self.context.db_connection_uri(agent)
+        if uri.strip().lower().startswith("sqlite:"):
+            # A SQLite file (the local backend's session store): agno's sync SqliteDb serves run and
+            # arun alike, and needs no driver beyond SQLAlchemy.
+            from agno.db.sqlite import SqliteDb
+
+            return SqliteDb(db_url=uri.strip())
+        url = sqlalchemy_url(uri, is_async=is_async)
         db_class = AsyncPostgresDb if is_async else PostgresDb
         try:
             return db_class(db_url=url, db_schema=db_schema_for(agent))

@@ -53,7 +53,7 @@ from ._adapter import (
     XpanderToolSpec,
     import_attr,
 )
-from ._llm import REFUSED_PROVIDERS, ModelSpec
+from ._llm import REFUSED_PROVIDERS, ModelSpec, anthropic_sdk_takes
 from ._tools import render_tool_result
 
 logger = logging.getLogger(__name__)
@@ -176,7 +176,9 @@ class GoogleADKAdapter(Adapter):
         """The model arguments for a resolved spec.
 
         An ``AnthropicLlm`` (Anthropic) or a ``LiteLlm`` (``openai/<model>``, the others), and a
-        ``generate_content_config`` carrying the temperature where there is one.
+        ``generate_content_config`` carrying the temperature where there is one (not for Anthropic
+        when the installed anthropic SDK no longer takes ``temperature``: AnthropicLlm passes it as
+        a keyword). The Anthropic client gets :attr:`~ModelSpec.request_timeout` for the output cap.
 
         Args:
             spec: the agent's resolved :class:`~xpander_sync.frameworks._llm.ModelSpec`.
@@ -190,7 +192,8 @@ class GoogleADKAdapter(Adapter):
             FrameworkNotInstalledError: the provider's package is missing.
         """
         args = {"model": self._model_object(spec)}
-        if spec.temperature is not None:
+        temperature_ok = spec.provider != "anthropic" or anthropic_sdk_takes("temperature")
+        if spec.temperature is not None and temperature_ok:
             from google.genai import types
 
             args["generate_content_config"] = types.GenerateContentConfig(temperature=spec.temperature)
@@ -202,7 +205,10 @@ class GoogleADKAdapter(Adapter):
                                         f"Anthropic models on google-adk need the anthropic package: {EXTRA}")
             from anthropic import AsyncAnthropic
 
+            # AnthropicLlm sends a non-streaming request with the output cap: the SDK needs a timeout for it.
             client_kwargs: Dict[str, Any] = {"api_key": spec.anthropic_key()}
+            if spec.request_timeout:
+                client_kwargs["timeout"] = spec.request_timeout
             if spec.base_url:
                 client_kwargs["base_url"] = spec.base_url
             if spec.extra_headers:

@@ -225,8 +225,10 @@ class OpenAIAgentsAdapter(Adapter):
             )
             model = any_llm(model=f"anthropic/{spec.model_id}", api_key=spec.anthropic_key(),
                             base_url=spec.base_url, api="chat_completions")
+            # any-llm passes extra_args to the anthropic SDK, which refuses the output cap without a timeout
+            timeout = {"timeout": spec.request_timeout} if spec.request_timeout else None
             settings = ModelSettings(temperature=spec.temperature, max_tokens=spec.max_tokens,
-                                     extra_headers=dict(spec.extra_headers) or None)
+                                     extra_headers=dict(spec.extra_headers) or None, extra_args=timeout)
             return {"model": model, "model_settings": settings}
         from agents import OpenAIChatCompletionsModel, OpenAIResponsesModel
         from openai import AsyncOpenAI

@@ -4,7 +4,8 @@
 :class:`~xpander_sync.local._routing.Dispatcher` and writes its answer: HTTP/1.1 keep-alive with a
 ``Content-Length`` on every JSON response, a chunked ``text/event-stream`` for an
 :class:`~xpander_sync.local._routing.EventStream`, and protocol errors raised inside ``http.server`` (garbage
-request lines, bad lengths, HTTP/0.9) answered in the same ``{"detail": ...}`` JSON shape.
+request lines, bad lengths, HTTP/0.9) answered in the same ``{"detail": ...}`` JSON shape. The LLM proxy's
+answers (a ``ScriptedResponse``: a provider's JSON or SSE stream) are written as they are.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Optional
 
+from .._scripted_model import ScriptedResponse
 from ..errors import StoreClosedError
 from ._routing import Dispatcher, EventStream, HTTPError
 
@@ -201,6 +203,9 @@ class Handler(BaseHTTPRequestHandler):
         status, payload, extra = self.server.app.handle(self.command, self.path, headers, raw, self.client_address[1])
         if isinstance(payload, EventStream):
             self._send_event_stream(payload)
+            return
+        if isinstance(payload, ScriptedResponse):
+            payload.send(self)  # an answer in another API's own format (the LLM proxy), JSON or a stream
             return
         self._send_json(status, payload, extra)
 

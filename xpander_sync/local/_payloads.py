@@ -23,8 +23,24 @@ TERMINAL_STATUSES = frozenset({"completed", "failed", "error", "stopped"})
 OUTPUT_FORMATS = frozenset({"text", "markdown", "json", "voice"})
 THINK_MODES = frozenset({"default", "harder"})
 
-#: Placeholder connection string of ``GET /agents/{id}/db`` (override per agent with ``_local_db_uri``).
-DEFAULT_DB_URI = "postgresql://xpander:xpander@127.0.0.1:5432/xpander"
+#: The file name suffix of the session store the local backend gives agents (next to its own SQLite file).
+SESSIONS_DB_SUFFIX = "-agno-sessions.sqlite3"
+
+
+def sessions_db_uri(store_path: str) -> str:
+    """The connection string ``GET /agents/{id}/db`` answers for agents without ``_local_db_uri``.
+
+    A SQLite file next to the backend's own store: reachable whenever the backend is, so an agno run
+    stores its sessions instead of logging a refused connection on every run (a placeholder Postgres
+    address that nothing listens on did). ``_local_db_uri`` on an agent names a real database instead.
+
+    Args:
+        store_path: The path of the backend's SQLite store.
+
+    Returns:
+        ``sqlite:///<store path>-agno-sessions.sqlite3``.
+    """
+    return "sqlite:///" + store_path + SESSIONS_DB_SUFFIX
 #: Agent keys starting with this prefix configure the local backend and are never sent to clients.
 LOCAL_KEY_PREFIX = "_local"
 

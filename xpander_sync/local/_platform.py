@@ -38,6 +38,7 @@ class Platform:
         default_llm_headers: The answer of the default-LLM-headers route.
         on_pending: Called as ``on_pending(task_id, release)`` when a task becomes deliverable to workers;
             ``release`` says whether a worker that was sent it before may lose it.
+        serve_agent: Adjusts an agent's JSON as it is served (the LLM proxy points agents at itself).
     """
 
     def __init__(
@@ -47,8 +48,10 @@ class Platform:
         *,
         default_llm_headers: dict[str, str],
         on_pending: Callable[[str, bool], None],
+        serve_agent: Optional[Callable[[dict[str, Any]], dict[str, Any]]] = None,
     ) -> None:
         self._agents = agents
+        self._serve_agent = serve_agent
         self._store = store
         self._default_llm_headers = dict(default_llm_headers)
         self._on_pending = on_pending
@@ -76,12 +79,13 @@ class Platform:
     def agent_get(self, req: Request) -> tuple[int, Any]:
         """``GET /agents/{agent_id}``: one agent (the version ``x-agent-version`` names, or the latest)."""
         agent = self._agents.get(req.params["agent_id"], req.headers.get("x-agent-version"))
-        return 200, payloads.public_agent(agent)
+        served = payloads.public_agent(agent)
+        return 200, self._serve_agent(served) if self._serve_agent is not None else served
 
     def agent_db(self, req: Request) -> tuple[int, Any]:
-        """``GET /agents/{agent_id}/db``: the agent's database (``_local_db_uri`` or a placeholder)."""
+        """``GET /agents/{agent_id}/db``: the agent's database (``_local_db_uri``, else the backend's SQLite file)."""
         agent = self._agents.get(req.params["agent_id"])
-        uri = agent.get("_local_db_uri") or payloads.DEFAULT_DB_URI
+        uri = agent.get("_local_db_uri") or payloads.sessions_db_uri(self._store.path)
         return 200, {
             "id": agent["id"],
             "name": agent.get("name", agent["id"]),

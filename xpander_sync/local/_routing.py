@@ -4,11 +4,13 @@ Nothing here knows what the routes mean or touches a socket; :mod:`xpander_sync.
 :class:`Router` with the route functions of the platform logic (``_platform``), the worker-stream hub (``_hub``)
 and the MCP-auth emulation (``_mcp``), and :mod:`xpander_sync.local._http` moves the bytes.
 
-* :class:`Router` maps ``(method, path)`` to a route function; ``{name}`` in a template matches one path segment.
+* :class:`Router` maps ``(method, path)`` to a route function; ``{name}`` in a template matches one path segment,
+  ``{name:path}`` (last in a template) the rest of the path, slashes included.
 * :class:`Dispatcher` answers one request: it logs it (secret headers redacted), checks the API key, calls the
   route function and turns every outcome into ``(status, JSON payload, extra headers)``. A route raises
   :class:`HTTPError` (or a ``BodyError`` of ``_payloads``) for a client error; anything else becomes a 500 whose
-  body names no internals. A route that streams returns an :class:`EventStream` instead of a JSON payload.
+  body names no internals. A route that streams returns an :class:`EventStream` instead of a JSON payload; a
+  route that answers in another API's own format (the LLM proxy) returns a ``ScriptedResponse``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from .._redact import redact_headers
 from ._payloads import BodyError
 
 logger = logging.getLogger(__name__)
+
+#: Suffix of the regex group of a ``{name:path}`` parameter.
+_TAIL = "__tail"
 
 
 class HTTPError(Exception):
@@ -55,6 +60,7 @@ class Request(NamedTuple):
     query: dict[str, str]
     headers: dict[str, str]  # lower-cased names
     body: Any  # parsed JSON, or None for an empty body
+    raw: bytes = b""  # the body as received (for a route that forwards it)
 
 
 #: ``write(data)`` sends one chunk of a stream; ``peer_closed()`` says whether the client hung up.
@@ -86,6 +92,7 @@ class Route(NamedTuple):
     pattern: re.Pattern[str]
     handler: RouteFunction
     auth: bool  # whether the API key is required
+    raw: bool = False  # the route reads Request.raw: a body that is not JSON is its business
 
 
 class Router:
@@ -94,17 +101,20 @@ class Router:
     def __init__(self) -> None:
         self.routes: list[Route] = []
 
-    def add(self, method: str, template: str, handler: RouteFunction, *, auth: bool = True) -> None:
+    def add(self, method: str, template: str, handler: RouteFunction, *, auth: bool = True, raw: bool = False) -> None:
         """Append a route.
 
         Args:
             method: The HTTP method (upper case).
-            template: The path, with ``{name}`` for a path parameter (one segment, URL-decoded).
+            template: The path, with ``{name}`` for a path parameter (one segment, URL-decoded), and
+                ``{name:path}`` for the rest of the path (any number of segments, kept as sent).
             handler: The route function.
             auth: Whether the API key (when the backend has one) is required.
+            raw: Whether the route reads the raw body itself (a body that is not JSON is passed on).
         """
-        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)
-        self.routes.append(Route(method, re.compile(regex), handler, auth))
+        regex = re.sub(r"\{(\w+):path\}", r"(?P<\1" + _TAIL + ">.*)", template)
+        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", regex)
+        self.routes.append(Route(method, re.compile(regex), handler, auth, raw))
 
     def match(self, method: str, path: str) -> tuple[Optional[Route], dict[str, str], list[str]]:
         """Find the route of a request.
@@ -122,7 +132,13 @@ class Router:
             if found is None:
                 continue
             if route.method == method:
-                return route, {k: unquote(v) for k, v in found.groupdict().items()}, []
+                params: dict[str, str] = {}
+                for key, value in found.groupdict().items():
+                    if key.endswith(_TAIL):
+                        params[key[: -len(_TAIL)]] = value  # a path tail is kept as sent
+                    else:
+                        params[key] = unquote(value)
+                return route, params, []
             allowed.append(route.method)
         return None, {}, sorted(set(allowed))
 
@@ -207,9 +223,9 @@ class Dispatcher:
                 if allowed:
                     raise HTTPError(405, "Method not allowed", {"Allow": ", ".join(allowed)})
                 raise HTTPError(404, "Not found")
-            if not body_ok:
+            if not body_ok and not route.raw:
                 raise HTTPError(400, "Request body is not valid JSON")
-            status, payload = route.handler(Request(method, path, params, query, headers, body))
+            status, payload = route.handler(Request(method, path, params, query, headers, body, raw_body))
             extra: dict[str, str] = {}
         except HTTPError as exc:
             status, payload, extra = exc.status, {"detail": exc.detail}, exc.headers

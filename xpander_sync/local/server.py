@@ -15,6 +15,7 @@ This module holds the public class and the routing table; the work is done by:
 * ``_platform``: the platform's routes (agents, tasks, reports, events, metrics, tool calls);
 * ``_hub``: the worker-stream hub (the event stream ``xpander-sync worker`` connects to);
 * ``_mcp``: the MCP-auth emulation (``get_token`` and the simulated login page);
+* ``_llm_proxy``: the platform's LLM proxy route, served by a mounted scripted model (:meth:`LocalBackend.mount_llm`);
 * ``_payloads`` (JSON shapes) and :mod:`xpander_sync.local.store` (SQLite).
 
 Design notes:
@@ -41,10 +42,12 @@ import threading
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from .._scripted_model import ScriptedModel
 from ..errors import ToolError
 from ._agents import AgentCatalog, sample_agents_dir
 from ._http import MAX_BODY_BYTES, Server
 from ._hub import WorkerHub
+from ._llm_proxy import PROXY_ROUTE, LLMProxy
 from ._mcp import McpAuth
 from ._platform import TOOL_CALL_HEADERS, Platform, ToolHandler
 from ._routing import Dispatcher, Router
@@ -68,7 +71,7 @@ REQUEST_LOG_LIMIT = 10_000
 _STOP_JOIN_S = 2.0
 
 
-def _routing_table(platform: Platform, hub: WorkerHub, mcp: McpAuth) -> Router:
+def _routing_table(platform: Platform, hub: WorkerHub, mcp: McpAuth, llm: LLMProxy) -> Router:
     """Every route the local backend serves. Order matters: the first full match wins."""
     router = Router()
     add = router.add
@@ -86,6 +89,8 @@ def _routing_table(platform: Platform, hub: WorkerHub, mcp: McpAuth) -> Router:
     add("POST", "/agents-metrics/{agent_id}/execution", platform.metrics)
     add("GET", "/mcp_auth/login", mcp.login_page, auth=False)  # the user's browser: no API key
     add("POST", "/mcp_auth/{agent_id}/{user_id}/get_token", mcp.get_token)
+    # The LLM proxy authenticates with the model key (the provider's own header), not x-api-key.
+    add("POST", PROXY_ROUTE, llm.route, auth=False, raw=True)
     # The worker stream and its POST route live under the organization segment (Configuration.events_root).
     add("GET", "/{org}/events/{agent_id}/", hub.open_stream)
     add("GET", "/{org}/events/{agent_id}", hub.open_stream)
@@ -158,15 +163,18 @@ class LocalBackend:
             keepalive_interval=float(keepalive_interval),
             poll_interval=float(stream_poll_interval),
         )
+        self._llm = LLMProxy(lambda: self.url)
         self._platform = Platform(
             self._agents,
             self._store,
             default_llm_headers=dict(default_llm_headers or {}),
             on_pending=self._hub.task_deliverable,
+            serve_agent=self._llm.point,
         )
         self._mcp = McpAuth(self._agents, self._store, lambda: self.url)
         self._app = Dispatcher(
-            _routing_table(self._platform, self._hub, self._mcp), api_key=api_key, log_limit=REQUEST_LOG_LIMIT
+            _routing_table(self._platform, self._hub, self._mcp, self._llm), api_key=api_key,
+            log_limit=REQUEST_LOG_LIMIT,
         )
 
         self._httpd: Optional[Server] = None
@@ -184,7 +192,8 @@ class LocalBackend:
         """Add (or replace) one version of an agent.
 
         The agent is served as given (a deep copy), except keys starting with ``_local``, which configure the
-        local backend (``_local_db_uri`` overrides the ``GET /agents/{id}/db`` connection string) and are
+        local backend (``_local_db_uri`` overrides the ``GET /agents/{id}/db`` connection string, by default a
+        SQLite file next to the backend's store, where agno keeps the agents' sessions) and are
         stripped from every response.
 
         Args:
@@ -219,6 +228,60 @@ class LocalBackend:
             raise TypeError("fn must be callable")
         self._platform.register_tool(tool_id, fn)
         return fn
+
+    # -- the LLM proxy -------------------------------------------------------------------------------
+
+    def mount_llm(self, model: Optional[ScriptedModel] = None, *, point_agents: bool = True) -> ScriptedModel:
+        """Serve a scripted model under the platform's LLM proxy route, ``/llm-proxy/{provider}/...``.
+
+        The route is the one the platform's custom LLM endpoint sends an agent's model requests to; the
+        model answers each request in the format its path names (OpenAI Chat Completions or Responses,
+        Anthropic Messages, Gemini), JSON or streamed, and records it. With ``point_agents`` (the default),
+        every agent served without an ``llm_api_base`` of its own is served with the proxy of its provider
+        as ``llm_api_base``, so ``get_args`` builds a model that talks to it: no key from the environment,
+        no network. The key the model receives follows the client's rule for a custom endpoint (the
+        agent's stored key, else ``"EMPTY"``).
+
+        Example::
+
+            model = backend.mount_llm(ScriptedModel([call_first_tool("Search"), answer_with_tool_result()]))
+            args = Backend(configuration).get_args(agent_id="agt-openai")
+            Agent(**args).run("find Ada")
+            assert model.requests[1].tool_results
+
+        Args:
+            model: The scripted model (need not be started); ``None`` mounts a new, empty one.
+            point_agents: Point agents without their own ``llm_api_base`` at the proxy.
+
+        Returns:
+            The mounted model (its ``requests`` record every model request).
+        """
+        mounted = model if model is not None else ScriptedModel()
+        self._llm.mount(mounted, point_agents=point_agents)
+        return mounted
+
+    def unmount_llm(self) -> None:
+        """Stop serving the LLM proxy (it answers 503) and serve agents as stored again."""
+        self._llm.mount(None)
+
+    @property
+    def llm(self) -> Optional[ScriptedModel]:
+        """The model mounted with :meth:`mount_llm`, or ``None``."""
+        return self._llm.model
+
+    def llm_proxy_url(self, provider: str = "openai") -> str:
+        """The LLM proxy's base URL for ``provider``: what a mounted model is reached through.
+
+        Args:
+            provider: The provider, as an agent's ``model_provider`` names it.
+
+        Returns:
+            ``{url}/llm-proxy/{provider}`` (set it as an agent's ``llm_api_base`` to use the proxy explicitly).
+
+        Raises:
+            RuntimeError: The server is not bound yet (call :meth:`start`).
+        """
+        return self._llm.base_url(provider)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
