@@ -7,7 +7,10 @@ An adapter is a subclass of :class:`Adapter` in its own module (``agno.py``,
 
 * ``model(spec)``: the model-related constructor arguments for a resolved
   :class:`~xpander_sync.frameworks._llm.ModelSpec` (at least ``"model"``);
-* ``agent_args(agent, root=..., extra_tools=..., path=...)``: one agent's arguments.
+* ``agent_args(agent, root=..., extra_tools=..., path=...)``: one agent's arguments;
+
+and may refine a third, ``apply_generation(args, params, built_here)``: where ``override``'s
+generation parameters go when the framework keeps model settings apart from the model.
 
 Everything else is here, written once: the build entry point (:meth:`Adapter.build`, the
 registry's builder), the framework import check, team members (each with its own model;
