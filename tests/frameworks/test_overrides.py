@@ -76,7 +76,7 @@ def _google_adk(args: Dict[str, Any]) -> Tuple[str, Any, Any]:
 
 
 def _pydantic_ai(args: Dict[str, Any]) -> Tuple[str, Any, Any]:
-    settings = args["model_settings"]
+    settings = args.get("model_settings") or args["model"].settings or {}
     return args["model"].model_name, settings.get("temperature"), settings.get("max_tokens")
 
 
