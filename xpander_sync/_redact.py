@@ -72,6 +72,49 @@ class Secret:
         return (Secret, (self._value,))
 
 
+class MaskedStr(str):
+    """A real ``str`` (it *is* the value: HTTP clients send it as is) whose ``repr`` is ``'***'``.
+
+    Framework model objects and MCP parameter objects keep the keys they are given, and
+    print them through their ``repr`` (dataclasses, pydantic models, dicts and lists all
+    show their values with ``repr``), so ``print(f"{args}")`` would print the key. Handing
+    them a :class:`MaskedStr` instead of a plain ``str`` masks every such print while
+    ``str(key)``, ``f"Bearer {key}"``, ``key.encode()`` and JSON encoding still give the real
+    value, which is what an HTTP client puts on the wire. Copies (``copy``, ``deepcopy``,
+    pickling) keep the class; derived strings (``key.strip()``, ``"Bearer " + key``) are
+    plain ``str`` again: wrap them with :func:`masked` when they are stored.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"'{MASK}'"
+
+
+def masked(value: Any) -> Any:
+    """``value`` as a :class:`MaskedStr` when it is a non-empty ``str`` (a :class:`Secret` is revealed first).
+
+    Anything else (``None``, ``""``, non-strings) is returned unchanged.
+    """
+    if isinstance(value, Secret):
+        value = value.reveal()
+    if isinstance(value, str) and value and not isinstance(value, MaskedStr):
+        return MaskedStr(value)
+    return value
+
+
+def mask_header_values(headers: Optional[Mapping[str, Any]]) -> dict:
+    """A copy of ``headers`` whose string values are :class:`MaskedStr`: sent as they are, shown as ``'***'``.
+
+    Every value, not only :data:`SENSITIVE_HEADERS`: headers an agent's author configures
+    (MCP servers, LLM extra headers) carry secrets under any name. Unlike
+    :func:`redact_headers` the values still work: this is for headers that are sent.
+    """
+    if not headers:
+        return {}
+    return {k: masked(v) for k, v in headers.items()}
+
+
 def to_secret(value: Union[str, Secret, None]) -> Optional[Secret]:
     """Attrs converter: ``None`` and ``""`` stay ``None``, strings become :class:`Secret`."""
     if value is None or value == "":
@@ -156,7 +199,7 @@ def masked_values(value: Any) -> str:
     return repr(value) if value in (None, "") else repr(MASK)
 
 
-def masked(value: Any) -> str:
+def masked_repr(value: Any) -> str:
     """``repr`` for one secret value (a token): ``'***'`` when set, ``None``/``''`` as they are."""
     return repr(value) if value in (None, "") else repr(MASK)
 

@@ -281,7 +281,7 @@ class Backend(Resource):
         """
         # Imported on first use: the adapters are not needed to report or invoke, and they
         # are a measurable part of `import xpander_sync` (docs/performance.md).
-        from .frameworks import dispatch_get_args, require_framework
+        from .frameworks import get_args_for, require_framework
         from .frameworks._context import BuildContext
 
         if task is not None and not isinstance(task, Task):
@@ -311,7 +311,7 @@ class Backend(Resource):
         else:
             target = resolve_agent_id(None, agent_id, self.configuration.agent_id)
             agent = context.load_agent(target, _version_number(agent_version))
-        return dispatch_get_args(
+        return get_args_for(
             agent,
             task=task,
             override=dict(override) if override is not None else None,

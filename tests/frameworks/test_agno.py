@@ -35,7 +35,7 @@ from xpander_sync import (
     ResponseDecodeError,
 )
 from xpander_sync._converter import structure, unstructure
-from xpander_sync.frameworks import dispatch_get_args
+from xpander_sync.frameworks import get_args_for
 from xpander_sync.frameworks.agno import build_agno_args, render_tool_result, sqlalchemy_url
 from xpander_sync.models import Agent, MCPServerDetails, Task
 from xpander_sync.models.tools import ToolInvocationResult
@@ -753,7 +753,7 @@ def test_missing_agno_is_a_framework_not_installed_error(monkeypatch):
 def test_every_built_dict_has_only_public_keys(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "k")
     for agent_id in FIXTURE_OF:
-        args = dispatch_get_args(make_agent(agent_id), make_task(), context=FakeContext())
+        args = get_args_for(make_agent(agent_id), make_task(), context=FakeContext())
         assert no_private_keys(args), agent_id
         (AgnoTeam if "members" in args else AgnoAgent)(**args)
 

@@ -24,7 +24,7 @@ import pytest
 
 from xpander_sync import Backend, ConfigurationError, FrameworkNotInstalledError, InvalidInputError
 from xpander_sync._converter import unstructure
-from xpander_sync.frameworks import ADAPTERS, builtin_adapters, dispatch_get_args, get_adapter
+from xpander_sync.frameworks import ADAPTERS, builtin_adapters, get_adapter, get_args_for
 from xpander_sync.models.tools import ToolInvocationResult
 from xpander_sync.summary import summarize_args
 
@@ -183,7 +183,7 @@ def test_tool_call_through_the_framework_posts_the_operation(mocked, config, nam
 
 @each_adapter()
 def test_the_agents_own_framework_is_used_by_default(name):
-    args = dispatch_get_args(make_agent(framework=name), make_task(), context=FakeContext(db_uri="postgresql://h/x"))
+    args = get_args_for(make_agent(framework=name), make_task(), context=FakeContext(db_uri="postgresql://h/x"))
     explicit = build(name, make_agent(), make_task())
     assert type(args["model"]) is type(explicit["model"]) and sorted(args) == sorted(explicit)
 

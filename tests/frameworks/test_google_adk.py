@@ -163,8 +163,9 @@ def test_extra_tools_are_appended_and_override_applies_last():
         return city
 
     context = FakeContext()
-    args = build(make_agent(), make_task(), context, tools=[lookup], override={"model": "gemini-2.5-flash"})
-    assert args["tools"][-1] is lookup and args["model"] == "gemini-2.5-flash"
+    mine = LiteLlm(model="openai/gpt-4o-mini", api_key="sk-mine")
+    args = build(make_agent(), make_task(), context, tools=[lookup], override={"model": mine})
+    assert args["tools"][-1] is lookup and args["model"] is mine
     assert "generate_content_config" not in args and "org_llm_headers" not in context.calls
     LlmAgent(**args)
 

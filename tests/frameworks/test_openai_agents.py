@@ -152,8 +152,10 @@ def test_extra_tools_are_appended_and_override_applies_last():
                         on_invoke_tool=lambda ctx, a: "ok")
     context = FakeContext()
     args = build(make_agent(), make_task(), context, tools=[mine], override={"model": "gpt-4o-mini", "name": "X"})
-    assert args["tools"][-1] is mine and args["model"] == "gpt-4o-mini" and args["name"] == "X"
-    assert "model_settings" not in args and "org_llm_headers" not in context.calls
+    assert args["tools"][-1] is mine and args["name"] == "X"
+    # A model id is built into the framework's model object, resolved as the agent's own model (issue 13).
+    assert isinstance(args["model"], OpenAIChatCompletionsModel) and args["model"].model == "gpt-4o-mini"
+    assert "org_llm_headers" in context.calls
     OAAgent(**args)
 
 

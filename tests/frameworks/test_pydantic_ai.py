@@ -20,7 +20,7 @@ from pydantic_ai.models.test import TestModel
 from pydantic_ai.toolsets import FilteredToolset
 
 from xpander_sync import Backend, InvalidInputError
-from xpander_sync.frameworks import _tools, dispatch_get_args
+from xpander_sync.frameworks import _tools, get_args_for
 from xpander_sync.frameworks.pydantic_ai import build_pydantic_ai_args
 
 from .conftest import (
@@ -73,7 +73,7 @@ def test_tool_call_through_the_agents_toolset_posts_the_operation(mocked, config
 
 
 def test_the_framework_name_is_our_own():
-    args = dispatch_get_args(make_agent(), make_task(), context=FakeContext(), framework="pydantic-ai")
+    args = get_args_for(make_agent(), make_task(), context=FakeContext(), framework="pydantic-ai")
     assert isinstance(args["model"], OpenAIChatModel)
 
 

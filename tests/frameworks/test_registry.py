@@ -13,8 +13,8 @@ from xpander_sync import InvalidInputError, UnsupportedFrameworkError
 from xpander_sync._converter import structure, unstructure
 from xpander_sync.frameworks import (
     Adapter,
-    dispatch_get_args,
     get_adapter,
+    get_args_for,
     get_builder,
     register_framework,
     supported_frameworks,
@@ -83,7 +83,7 @@ def test_an_adapter_class_can_be_registered_and_a_builder_function_has_no_class(
 
     register_framework("crewai", EchoAdapter)
     assert get_adapter("crewai") is EchoAdapter
-    assert dispatch_get_args(make_agent("crewai"), tools=["t"], override={"x": 1}, context="ctx") == {
+    assert get_args_for(make_agent("crewai"), tools=["t"], override={"x": 1}, context="ctx") == {
         "name": "CRM Assistant", "tools": ["t"], "x": 1}
     register_framework("lazy", recording_builder)
     with pytest.raises(UnsupportedFrameworkError, match="builder function, not an Adapter"):
@@ -95,7 +95,7 @@ def test_known_framework_without_adapter_is_refused_with_the_supported_list(fram
     agent = make_agent(framework)
     before = unstructure(agent)
     with pytest.raises(UnsupportedFrameworkError) as info:
-        dispatch_get_args(agent, context=object())
+        get_args_for(agent, context=object())
     message = str(info.value)
     assert repr(framework) in message and "supported: agno" in message and "framework='agno'" in message
     assert unstructure(agent) == before and agent.framework == framework  # never mutated
@@ -103,13 +103,13 @@ def test_known_framework_without_adapter_is_refused_with_the_supported_list(fram
 
 def test_unknown_framework_is_refused():
     with pytest.raises(UnsupportedFrameworkError, match="unknown framework 'crewai'; supported: agno"):
-        dispatch_get_args(make_agent("crewai"), context=object())
+        get_args_for(make_agent("crewai"), context=object())
 
 
 @pytest.mark.parametrize("framework", ["", "  ", "agno", "Agno"])
 def test_empty_or_agno_framework_uses_the_agno_adapter(framework):
     register_framework("agno", recording_builder)
-    assert dispatch_get_args(make_agent(framework), context="ctx") == {"built_for": "agt-openai"}
+    assert get_args_for(make_agent(framework), context="ctx") == {"built_for": "agt-openai"}
     assert len(CALLS) == 1
 
 
@@ -117,7 +117,7 @@ def test_explicit_framework_argument_wins_and_the_agent_is_not_mutated():
     register_framework("agno", recording_builder)
     agent = make_agent("langchain")
     task, override, tools, callback = object(), {"markdown": False}, [print], (lambda *a: None)
-    args = dispatch_get_args(agent, task, override, tools, callback, context="ctx", framework="agno")
+    args = get_args_for(agent, task, override, tools, callback, context="ctx", framework="agno")
     assert args == {"built_for": "agt-openai"}
     assert CALLS == [
         {
@@ -141,7 +141,7 @@ def test_third_party_builder_for_a_platform_framework():
 
     assert register_framework("Open-Claw", open_claw_builder) is open_claw_builder
     assert "open-claw" in supported_frameworks()
-    assert dispatch_get_args(make_agent("open-claw"), context="ctx") == {"agent_name": "CRM Assistant"}
+    assert get_args_for(make_agent("open-claw"), context="ctx") == {"agent_name": "CRM Assistant"}
     assert seen == [("agt-openai", "ctx")]
     unregister_framework("open-claw")
     with pytest.raises(UnsupportedFrameworkError):
@@ -151,7 +151,7 @@ def test_third_party_builder_for_a_platform_framework():
 def test_string_builders_are_imported_on_first_use():
     register_framework("lazy", "tests.frameworks.test_registry:recording_builder")
     assert get_builder("lazy") is recording_builder
-    assert dispatch_get_args(make_agent("lazy"), context="c") == {"built_for": "agt-openai"}
+    assert get_args_for(make_agent("lazy"), context="c") == {"built_for": "agt-openai"}
 
 
 @pytest.mark.parametrize(
@@ -165,7 +165,7 @@ def test_invalid_registrations_are_refused(name, builder):
 def test_a_builder_must_return_a_dict():
     register_framework("crewai", lambda *args: ["not", "a", "dict"])
     with pytest.raises(TypeError, match="'crewai' adapter returned list"):
-        dispatch_get_args(make_agent("crewai"), context="c")
+        get_args_for(make_agent("crewai"), context="c")
 
 
 def test_entry_points_add_frameworks_but_never_replace_agno(monkeypatch):
@@ -191,7 +191,7 @@ def test_entry_points_add_frameworks_but_never_replace_agno(monkeypatch):
     monkeypatch.setattr(registry, "_entry_points_scanned", False)
     assert "open-claw" in supported_frameworks()
     assert points[0].loaded == 0  # listing does not import the adapter
-    assert dispatch_get_args(make_agent("open-claw"), context="c") == {"built_for": "agt-openai"}
+    assert get_args_for(make_agent("open-claw"), context="c") == {"built_for": "agt-openai"}
     assert points[0].loaded == 1
     assert get_builder("agno") is not points[1].target and points[1].loaded == 0
 

@@ -6,8 +6,10 @@ summary's constructor names, the CLI's framework list, the docs table, the tests
 that table. A *builder* is any callable
 ``builder(agent, task, override, tools, auth_events_callback, context) -> dict``: an
 adapter's is its :meth:`~xpander_sync.frameworks._adapter.Adapter.build`, and third
-parties may register a plain function. :func:`dispatch_get_args` (what
-``Backend.get_args`` calls) picks the builder and returns its dict.
+parties may register a plain function. :func:`get_args_for` (what
+``Backend.get_args`` calls; blocking) picks the builder and returns its dict;
+:func:`aget_args_for` is its async twin, also importable under the official SDK's name
+:func:`dispatch_get_args` (``args = await dispatch_get_args(agent=agent, task=task)``).
 
 **Which adapter.** An explicit ``framework=`` argument wins; otherwise the agent's
 ``framework`` field; an absent or empty field means ``agno``. Built in: ``agno``,
@@ -38,6 +40,8 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Type, Union
 
+from .._async import caller_loop
+from ..config import Configuration
 from ..errors import InvalidInputError, UnsupportedFrameworkError
 from ..models.common import Framework
 from ._adapter import Adapter
@@ -81,9 +85,11 @@ __all__ = [
     "DEFAULT_FRAMEWORK",
     "ENTRY_POINT_GROUP",
     "Adapter",
+    "aget_args_for",
     "builtin_adapters",
     "dispatch_get_args",
     "get_adapter",
+    "get_args_for",
     "get_builder",
     "register_framework",
     "require_framework",
@@ -238,26 +244,34 @@ def _entry_for(name: str) -> Union[Builder, Type[Adapter]]:
     return entry
 
 
-def dispatch_get_args(
+def get_args_for(
     agent: Agent,
     task: Optional[Task] = None,
     override: Optional[Dict[str, Any]] = None,
     tools: Optional[List[Any]] = None,
     auth_events_callback: Optional[Callable[..., Any]] = None,
     *,
-    context: BuildContext,
+    context: Optional[BuildContext] = None,
     framework: Optional[str] = None,
+    configuration: Optional[Configuration] = None,
 ) -> Dict[str, Any]:
-    """Build the constructor arguments of ``agent`` for its framework.
+    """Build the constructor arguments of an already loaded ``agent`` for its framework (blocking).
+
+    The blocking form of :func:`dispatch_get_args` / :func:`aget_args_for`.
 
     Args:
         agent: the loaded agent (not modified).
         task: the task being run, or ``None``.
-        override: constructor arguments applied last.
+        override: the ``override`` vocabulary of docs/get_args.md (model, generation
+            parameters, constructor keys).
         tools: extra tools appended to the built ones.
-        auth_events_callback: the caller's MCP auth-event callback.
-        context: the platform access of this call.
+        auth_events_callback: the caller's MCP auth-event callback, ``callback(agent, task, event)``.
+        context: the platform access of this call; default: the client ``agent`` was
+            loaded with, else a :class:`~xpander_sync.Configuration` read from the
+            environment (``XPANDER_API_KEY``, ``XPANDER_BASE_URL``, ...).
         framework: build for this framework instead of ``agent.framework``.
+        configuration: the platform settings to use when no ``context`` is given (wins
+            over the agent's client).
 
     Returns:
         The builder's dict.
@@ -265,8 +279,15 @@ def dispatch_get_args(
     Raises:
         UnsupportedFrameworkError: no adapter for the framework.
         FrameworkNotInstalledError: the framework (or a provider package) is missing.
+        InvalidInputError: ``agent`` is not an :class:`~xpander_sync.Agent`, or a bad ``override``.
         TypeError: the adapter returned something other than a dict.
     """
+    from ..models.agent import Agent as AgentModel
+
+    if not isinstance(agent, AgentModel):
+        raise InvalidInputError("agent must be an xpander_sync.Agent (load it with Agents().get or Backend)")
+    if context is None:
+        context = _context_for(agent, auth_events_callback, configuration)
     name = _normalize(framework) if framework is not None and _normalize(framework) else None
     if name is None:
         name = _normalize(agent.framework) or DEFAULT_FRAMEWORK
@@ -277,6 +298,68 @@ def dispatch_get_args(
     if not isinstance(args, dict):
         raise TypeError(f"the {name!r} adapter returned {type(args).__name__}, not a dict")
     return args
+
+
+async def aget_args_for(
+    agent: Agent,
+    task: Optional[Task] = None,
+    override: Optional[Dict[str, Any]] = None,
+    tools: Optional[List[Any]] = None,
+    auth_events_callback: Optional[Callable[..., Any]] = None,
+    *,
+    context: Optional[BuildContext] = None,
+    framework: Optional[str] = None,
+    configuration: Optional[Configuration] = None,
+) -> Dict[str, Any]:
+    """Async twin of :func:`get_args_for`: runs it in a worker thread (``asyncio.to_thread``).
+
+    Also importable as :func:`dispatch_get_args`, the official SDK's name:
+    ``args = await dispatch_get_args(agent=agent, task=task)``. Coroutine auth callbacks
+    run on the caller's loop, and agno session storage is built with its async database
+    class, as for ``Backend.aget_args``.
+
+    Args:
+        agent: the loaded agent (not modified).
+        task: the task being run, or ``None``.
+        override: the ``override`` vocabulary of docs/get_args.md.
+        tools: extra tools appended to the built ones.
+        auth_events_callback: the caller's MCP auth-event callback (sync or async).
+        context: the platform access of this call (default: as :func:`get_args_for`).
+        framework: build for this framework instead of ``agent.framework``.
+        configuration: the platform settings to use when no ``context`` is given.
+
+    Returns:
+        The builder's dict.
+    """
+    import asyncio
+
+    token = caller_loop.set(asyncio.get_running_loop())
+    try:
+        if context is None:
+            context = _context_for(agent, auth_events_callback, configuration)
+        return await asyncio.to_thread(
+            get_args_for, agent, task, override, tools, auth_events_callback,
+            context=context, framework=framework,
+        )
+    finally:
+        caller_loop.reset(token)
+
+
+#: The official SDK's name for :func:`aget_args_for` (awaited: ``await dispatch_get_args(agent=..., task=...)``).
+dispatch_get_args = aget_args_for
+
+
+def _context_for(agent: Any, auth_events_callback: Any, configuration: Optional[Configuration]) -> BuildContext:
+    """The platform access for an agent: ``configuration``, else the agent's own client, else the environment."""
+    from ..transport import shared_transport
+    from ._context import BuildContext
+
+    transport = None
+    if configuration is None:
+        transport = getattr(getattr(agent, "_handle", None), "_transport", None)
+    if transport is None:
+        transport = shared_transport(configuration if configuration is not None else Configuration())
+    return BuildContext(transport, auth_events_callback=auth_events_callback, is_async=caller_loop.get() is not None)
 
 
 # -- internals -------------------------------------------------------------------------------

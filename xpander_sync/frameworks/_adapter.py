@@ -7,12 +7,16 @@ An adapter is a subclass of :class:`Adapter` in its own module (``agno.py``,
 
 * ``model(spec)``: the model-related constructor arguments for a resolved
   :class:`~xpander_sync.frameworks._llm.ModelSpec` (at least ``"model"``);
-* ``agent_args(agent, root=..., extra_tools=..., path=...)``: one agent's arguments.
+* ``agent_args(agent, root=..., extra_tools=..., path=...)``: one agent's arguments;
+
+and may refine a third, ``apply_generation(args, params, built_here)``: where ``override``'s
+generation parameters go when the framework keeps model settings apart from the model.
 
 Everything else is here, written once: the build entry point (:meth:`Adapter.build`, the
 registry's builder), the framework import check, team members (each with its own model;
 a team containing itself is refused), the model spec (the organization's headers fetched
-once per build; skipped when ``override`` has ``"model"``), the system prompt, the output
+once per build; skipped when ``override["model"]`` is a model object), the ``override``
+vocabulary (:mod:`._override`: model, generation parameters, constructor keys), the system prompt, the output
 schema, xpander tools as :class:`XpanderToolSpec` (schema from
 :mod:`~xpander_sync.frameworks._tools`, a call bound to *this* call's agent and task,
 duplicates dropped), and MCP servers (:meth:`Adapter.mcp_entries`). No framework is
@@ -24,17 +28,20 @@ from __future__ import annotations
 import asyncio
 import copy
 import importlib
+import importlib.metadata
+import inspect
 import json
 import logging
 import shlex
-from typing import Any, ClassVar, Dict, List, Optional, Tuple
+from typing import Any, ClassVar, Dict, FrozenSet, List, Mapping, Optional, Tuple
 
+from .._redact import mask_header_values
 from ..config import is_cloud
 from ..errors import FrameworkNotInstalledError, InvalidInputError
 from ..models.agent import Agent, MCPServerDetails, Tool
 from ..models.common import MCPServerTransport, MCPServerType, OutputFormat
 from ..models.task import Task
-from . import _prompt, _tools
+from . import _override, _prompt, _tools
 from ._llm import (  # noqa: F401  (re-exported: the adapters' former home of these names)
     MAX_OUTPUT_TOKENS,
     NEEDS_BASE_URL,
@@ -60,6 +67,12 @@ OUTPUT_SCHEMA_NAME = "StructuredOutput"
 MARKDOWN_HINT = "Use markdown to format your answers."
 
 _UNSET = object()
+
+#: Model attributes tried for a generation parameter, in order (default: its own name).
+GENERATION_ALIASES: Dict[str, Tuple[str, ...]] = {
+    "max_tokens": ("max_tokens", "max_output_tokens"),
+    "stop": ("stop", "stop_sequences"),
+}
 
 
 def import_attr(module: str, name: str, message: str) -> Any:
@@ -173,8 +186,10 @@ class Adapter:
     Subclasses set the class attributes and implement :meth:`model` and
     :meth:`agent_args`; the steps here are framework-neutral. Task-level choices
     (instructions override, expected output, output format, tool-call limit, MCP servers,
-    ``override``, caller tools) apply to the root agent only; ``override["model"]`` and
-    the task's model choice apply to every member. Members are loaded through the
+    ``override``'s constructor keys, caller tools) apply to the root agent only;
+    ``override["model"]``, its generation parameters and the task's model choice apply to
+    every member. ``override`` follows the one vocabulary of :mod:`._override`
+    (docs/get_args.md). Members are loaded through the
     context, in graph order, and a team that contains itself is refused.
 
     Attributes:
@@ -186,6 +201,8 @@ class Adapter:
 
     name: ClassVar[str] = ""
     extra: ClassVar[str] = ""
+    #: the framework's distribution on PyPI (its version is named in warnings); default :attr:`extra`.
+    distribution: ClassVar[str] = ""
     requires: ClassVar[str] = ""
     constructor: ClassVar[str] = ""
 
@@ -206,8 +223,10 @@ class Adapter:
         Args:
             agent: the agent (not modified).
             task: the task being run, or ``None``.
-            override: constructor arguments applied last (``"model"`` skips model
-                construction, for the members too).
+            override: the caller's choices (:mod:`._override`): ``"model"`` (a model id
+                built into this framework's model object, or a model object used as is),
+                generation parameters (set on the model), constructor keys (applied
+                last); other keys are dropped with one warning.
             tools: extra framework tools for the root agent.
             auth_events_callback: unused here: the context delivers MCP auth events.
             context: the :class:`~xpander_sync.frameworks._context.BuildContext` of this call.
@@ -218,8 +237,9 @@ class Adapter:
         Raises:
             FrameworkNotInstalledError: the framework, or a package the agent's model, MCP
                 servers or session storage need, is missing (the message names the extra).
-            InvalidInputError: a provider the adapter does not map, a missing endpoint, or
-                a team that contains itself.
+            InvalidInputError: a provider the adapter does not map, a missing endpoint, a
+                team that contains itself, or an ``override`` that is not a dict or holds a
+                value of the wrong type.
             ConfigurationError: no API key for OpenAI or Anthropic.
             AuthenticationRequiredError: an MCP server needs a login that did not complete.
             ModuleException: a platform call failed.
@@ -247,20 +267,88 @@ class Adapter:
         del args
         return cls.constructor
 
-    def __init__(self, context: Any, task: Optional[Task], override: Optional[Dict[str, Any]]) -> None:
+    def __init__(self, context: Any, task: Optional[Task], override: Optional[Mapping[str, Any]]) -> None:
         self.context = context
         self.task = task
-        self.override: Dict[str, Any] = dict(override or {})
-        self.override_model: Any = self.override["model"] if "model" in self.override else _UNSET
+        # Model and generation parameters are checked now; the other keys once the constructor is known.
+        self.parsed = _override.parse_override(override, accepts=lambda key: True)
+        self.override: Dict[str, Any] = dict(self.parsed.constructor)
+        self.override_model: Any = self.parsed.model if self.parsed.has_model else _UNSET
         self._org_headers: Optional[Dict[str, str]] = None
+        self._warned: set = set()
 
     # -- entry points ------------------------------------------------------------------
 
     def root(self, agent: Agent, extra_tools: Optional[List[Any]]) -> Dict[str, Any]:
-        """The root agent's arguments, ``override`` applied last."""
+        """The root agent's arguments, then ``override``'s constructor keys (unknown keys dropped, one warning)."""
         args = self.agent_args(agent, root=True, extra_tools=list(extra_tools or []), path=())
-        args.update(self.override)
+        accepted = self.constructor_keys(args)
+        unknown = tuple(k for k in self.override if accepted is not None and k not in accepted)
+        self.warn_once(unknown, "not a parameter of " + self.constructor_for(args))
+        args.update({k: v for k, v in self.override.items() if k not in unknown})
         return args
+
+    # -- override ----------------------------------------------------------------------
+
+    @classmethod
+    def constructor_keys(cls, args: Dict[str, Any]) -> Optional[FrozenSet[str]]:
+        """The keyword parameters of the installed framework's constructor for ``args`` (``None``: any key).
+
+        Read from the constructor's signature (:func:`inspect.signature`; dataclass and
+        pydantic fields included). A ``**kwargs`` whose name starts with ``_`` (kept for
+        deprecation messages) does not count as taking any key.
+        """
+        module, _, attr = cls.constructor_for(args).rpartition(".")
+        try:
+            target = getattr(importlib.import_module(module), attr)
+            parameters = inspect.signature(target).parameters.values()
+        except (ImportError, AttributeError, TypeError, ValueError):  # pragma: no cover - no signature
+            return None
+        names = set()
+        for parameter in parameters:
+            if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+                if not parameter.name.startswith("_"):
+                    return None
+            elif parameter.kind is not inspect.Parameter.VAR_POSITIONAL:
+                names.add(parameter.name)
+        return frozenset(names)
+
+    @classmethod
+    def framework_version(cls) -> str:
+        """``"<distribution> <version>"`` of the installed framework (for messages)."""
+        dist = cls.distribution or cls.extra
+        try:
+            return f"{dist} {importlib.metadata.version(dist)}"
+        except importlib.metadata.PackageNotFoundError:
+            return f"{dist} (version unknown)"
+
+    def warn_once(self, keys: Tuple[str, ...], why: str) -> None:
+        """One warning per build for the ``override`` keys dropped (naming them and the framework's version)."""
+        keys = tuple(k for k in keys if k not in self._warned)
+        if keys:
+            self._warned.update(keys)
+            _override.warn_dropped(keys, self.name, self.framework_version(), why)
+
+    def apply_generation(self, args: Dict[str, Any], params: Dict[str, Any], built_here: bool) -> List[str]:
+        """Put the caller's generation parameters on the model (the hook adapters refine).
+
+        The adapter's own model already has ``temperature``, ``max_tokens`` and
+        ``reasoning_effort`` (:class:`ModelSpec` answers with them); the default here sets
+        every parameter on the model object's attribute of that name (``max_tokens`` also
+        ``max_output_tokens``, ``stop`` also ``stop_sequences``), and only on a model this
+        adapter built: a caller's model object is used as is.
+
+        Args:
+            args: the model arguments (``{"model": ..., ...}``), changed in place.
+            params: the generation parameters (type-checked).
+            built_here: whether the adapter built ``args["model"]`` (else it is the caller's).
+
+        Returns:
+            The parameters that could not be applied (warned about once).
+        """
+        if not built_here:
+            return list(params)
+        return _override.set_fields(args["model"], params, GENERATION_ALIASES)
 
     def agent_args(
         self, agent: Agent, *, root: bool, extra_tools: List[Any], path: Tuple[str, ...]
@@ -304,8 +392,8 @@ class Adapter:
 
     @property
     def has_model_override(self) -> bool:
-        """Whether ``override`` carries ``"model"`` (no model is built then)."""
-        return self.override_model is not _UNSET
+        """Whether ``override`` carries a model object (no model is built then)."""
+        return self.parsed.has_model and not self.parsed.model_is_id
 
     def model_spec(self, agent: Agent) -> ModelSpec:
         """The agent's resolved :class:`ModelSpec` (the organization's headers fetched once per build).
@@ -315,16 +403,25 @@ class Adapter:
         """
         if self._org_headers is None:
             self._org_headers = dict(self.context.org_llm_headers())
-        spec = resolve_llm(agent, self.task, self._org_headers)
+        parsed = self.parsed
+        model = (parsed.provider, parsed.model_id) if parsed.model_is_id and parsed.model_id else None
+        spec = resolve_llm(agent, self.task, self._org_headers, model=model, generation=parsed.generation)
         if not spec.model_id:
             raise InvalidInputError(f"agent {agent.id} has no model_name")
         return spec
 
     def model_args(self, agent: Agent) -> Dict[str, Any]:
-        """``{"model": override["model"]}`` when given, else :meth:`model` of the agent's spec."""
-        if self.has_model_override:
-            return {"model": self.override_model}
-        return self.model(self.model_spec(agent))
+        """The model arguments: ``override["model"]`` as is when it is a model object, else :meth:`model` of the
+        agent's spec (with ``override``'s model id), then ``override``'s generation parameters."""
+        parsed = self.parsed
+        built_here = not (parsed.has_model and not parsed.model_is_id)
+        args = self.model(self.model_spec(agent)) if built_here else {"model": parsed.model}
+        if parsed.generation:
+            missed = self.apply_generation(args, dict(parsed.generation), built_here)
+            why = ("not applied to a model object passed as is" if not built_here
+                   else f"not a setting of {type(args['model']).__name__}")
+            self.warn_once(tuple(missed), why)
+        return args
 
     # -- prompt ------------------------------------------------------------------------
 
@@ -446,7 +543,8 @@ class Adapter:
             if server.transport not in (MCPServerTransport.SSE, MCPServerTransport.STREAMABLE_HTTP):
                 logger.warning("MCP server %r of agent %s has an unknown transport; skipped", label, agent.id)
                 continue
-            headers = dict(self.context.mcp_headers(agent, self.task, copy.deepcopy(server)))
+            # Tokens in the headers work on the wire and print as '***' in the tool objects' repr.
+            headers = mask_header_values(self.context.mcp_headers(agent, self.task, copy.deepcopy(server)))
             entries.append((server.transport.value, server, headers))
         return entries
 

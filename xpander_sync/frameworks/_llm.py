@@ -48,7 +48,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from .._redact import Secret
+from .._redact import MaskedStr, Secret, mask_header_values, masked
 from ..config import ENV_IS_CLOUD
 from ..errors import ConfigurationError, InvalidInputError
 from ..models.agent import Agent
@@ -154,6 +154,8 @@ class ModelSpec:
         organization_id: sent as the ``user`` attribution where the provider takes one.
         agent_id: the agent the model is for.
         base_url_is_custom: ``base_url`` came from the agent (``llm_api_base``).
+        generation: the caller's generation parameters (``override``: ``temperature``,
+            ``max_tokens``, ...); :attr:`temperature` and :attr:`max_tokens` answer with them.
     """
 
     provider: str
@@ -165,6 +167,7 @@ class ModelSpec:
     organization_id: str = ""
     agent_id: str = ""
     base_url_is_custom: bool = False
+    generation: Dict[str, Any] = attrs.field(factory=dict)
 
     @property
     def is_reasoning_family(self) -> bool:
@@ -183,12 +186,16 @@ class ModelSpec:
 
     @property
     def key(self) -> Optional[str]:
-        """The resolved key, revealed (only call this where the model object is built)."""
-        return self.api_key.reveal() if self.api_key else None
+        """The resolved key, revealed as a :class:`~xpander_sync._redact.MaskedStr` (only call this where the model
+        object is built): the real value for the provider's HTTP client, ``'***'`` in every ``repr``."""
+        return masked(self.api_key.reveal()) if self.api_key else None
 
     @property
     def temperature(self) -> Optional[float]:
-        """0.0 for OpenAI, NIM and Anthropic models (as agno's adapter); ``None`` for reasoning and other models."""
+        """The caller's ``temperature``; else 0.0 for OpenAI, NIM and Anthropic models (as agno's adapter), ``None``
+        for reasoning and other models."""
+        if "temperature" in self.generation:
+            return float(self.generation["temperature"])
         if self.provider in ("openai", "nim") and not self.is_reasoning_family:
             return 0.0
         if self.provider == "anthropic" and "fable" not in self.model_id.lower():
@@ -197,7 +204,10 @@ class ModelSpec:
 
     @property
     def max_tokens(self) -> Optional[int]:
-        """:data:`MAX_OUTPUT_TOKENS` for Anthropic and OpenRouter (small SDK defaults), else ``None``."""
+        """The caller's ``max_tokens``; else :data:`MAX_OUTPUT_TOKENS` for Anthropic and OpenRouter (small SDK
+        defaults), else ``None``."""
+        if "max_tokens" in self.generation:
+            return int(self.generation["max_tokens"])
         return MAX_OUTPUT_TOKENS if self.provider in ("anthropic", "open_router") else None
 
     @property
@@ -292,7 +302,7 @@ class OpenAIEndpoint:
                 "or store a key on the agent"
             )
         # Any endpoint but OpenAI's own gets a placeholder, never the client's env lookup.
-        self.api_key: str = key or EMPTY_KEY
+        self.api_key: str = key or MaskedStr(EMPTY_KEY)
         self.base_url: Optional[str] = spec.base_url or OPENAI_WIRE_BASE_URLS.get(provider)
         self.headers: Dict[str, str] = dict(spec.extra_headers)
         self.user: Optional[str] = spec.organization_id or None
@@ -447,6 +457,8 @@ def resolve_llm(
     org_headers: Optional[Mapping[str, Any]] = None,
     *,
     environ: Optional[Mapping[str, str]] = None,
+    model: Optional[Tuple[Optional[str], str]] = None,
+    generation: Optional[Mapping[str, Any]] = None,
 ) -> ModelSpec:
     """The model settings for ``agent`` running ``task``.
 
@@ -455,6 +467,11 @@ def resolve_llm(
         task: the task (its model/provider/effort and OIDC token win), or ``None``.
         org_headers: the organization's default LLM headers.
         environ: the environment (default ``os.environ``).
+        model: the caller's ``(provider or None, model id)`` (``override["model"]``): wins
+            over the task's and the agent's; ``None`` as provider keeps theirs. Key,
+            headers and endpoint are resolved as for the agent's own model.
+        generation: the caller's generation parameters (``override``); its
+            ``reasoning_effort`` is sent as given.
 
     Returns:
         The :class:`ModelSpec`.
@@ -470,6 +487,10 @@ def resolve_llm(
             model_id = task.llm_model_name.strip()
         if task.llm_reasoning_effort and task.llm_reasoning_effort.strip():
             effort = task.llm_reasoning_effort
+    if model is not None:
+        if model[0]:
+            provider = normalize_provider(model[0])
+        model_id = model[1].strip()
     same_provider = provider == agent_provider
     custom_key = agent.llm_credentials.value if agent.llm_credentials is not None and same_provider else None
     api_base = ((agent.llm_api_base or "").strip() or None) if same_provider else None
@@ -480,6 +501,7 @@ def resolve_llm(
         org_headers,
         agent.llm_extra_headers,
     )
+    headers = mask_header_values(headers)
     key: Optional[Secret] = None
     if provider == "azure_ai_foundary" and not oidc:
         # Azure AI Foundry agents keep their key in an Authorization header (reference 3.3.3).
@@ -493,6 +515,9 @@ def resolve_llm(
     effort_value = str(effort).strip().lower() if effort else None
     if not effort_value or effort_value == "medium" or not is_reasoning_family(model_id):
         effort_value = None
+    chosen = dict(generation or {})
+    if chosen.get("reasoning_effort"):
+        effort_value = str(chosen["reasoning_effort"]).strip().lower()
 
     return ModelSpec(
         provider=provider,
@@ -504,6 +529,7 @@ def resolve_llm(
         organization_id=agent.organization_id,
         agent_id=agent.id,
         base_url_is_custom=api_base is not None,
+        generation=chosen,
     )
 
 

@@ -119,6 +119,7 @@ class AgnoAdapter(Adapter):
 
     name = "agno"
     extra = "agno"
+    distribution = "agno"
     requires = "agno"
     constructor = "agno.agent.Agent"
     team_constructor = "agno.team.Team"

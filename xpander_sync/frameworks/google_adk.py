@@ -104,6 +104,7 @@ class GoogleADKAdapter(Adapter):
 
     name = "google-adk"
     extra = "google-adk"
+    distribution = "google-adk"
     requires = "google.adk.agents"
     constructor = "google.adk.agents.LlmAgent"
 
@@ -171,6 +172,35 @@ class GoogleADKAdapter(Adapter):
             toolsets.append(toolset(connection_params=params, tool_filter=list(server.allowed_tools) or None))
         return toolsets
 
+
+    def apply_generation(self, args: Dict[str, Any], params: Dict[str, Any], built_here: bool) -> List[str]:
+        """``override``'s generation parameters into ``generate_content_config`` (also beside a caller's model).
+
+        ``max_tokens`` is ``max_output_tokens`` and ``stop`` is ``stop_sequences`` there;
+        ``reasoning_effort`` reaches only a model built here (LiteLLM's keyword).
+
+        Args:
+            args: the model arguments, changed in place.
+            params: the generation parameters (type-checked).
+            built_here: whether the adapter built ``args["model"]``.
+
+        Returns:
+            The parameters that could not be applied.
+        """
+        from google.genai import types
+
+        names = {"max_tokens": "max_output_tokens", "stop": "stop_sequences"}
+        update: Dict[str, Any] = {}
+        missed: List[str] = []
+        for key, value in params.items():
+            if key == "reasoning_effort":
+                if not built_here:
+                    missed.append(key)
+                continue
+            update[names.get(key, key)] = [value] if key == "stop" and isinstance(value, str) else value
+        config = args.get("generate_content_config") or types.GenerateContentConfig()
+        args["generate_content_config"] = config.model_copy(update=update)
+        return missed
 
     def model(self, spec: ModelSpec) -> Dict[str, Any]:
         """The model arguments for a resolved spec.

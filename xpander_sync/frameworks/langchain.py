@@ -122,6 +122,7 @@ class LangChainAdapter(Adapter):
 
     name = "langchain"
     extra = "langchain"
+    distribution = "langchain"
     requires = "langchain.agents"
     constructor = "langchain.agents.create_agent"
 

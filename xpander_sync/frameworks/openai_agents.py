@@ -49,6 +49,7 @@ The framework-neutral build steps it shares with the other adapters live in
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -151,6 +152,7 @@ class OpenAIAgentsAdapter(Adapter):
 
     name = "open-ai-agents"
     extra = "openai-agents"
+    distribution = "openai-agents"
     requires = "agents"
     constructor = "agents.Agent"
 
@@ -195,6 +197,38 @@ class OpenAIAgentsAdapter(Adapter):
             logger.debug("agent %s: tool_call_limit is a Runner.run(max_turns=...) setting in openai-agents",
                          agent.id)
         return args
+
+    def apply_generation(self, args: Dict[str, Any], params: Dict[str, Any], built_here: bool) -> List[str]:
+        """``override``'s generation parameters into ``model_settings`` (also beside a caller's model object).
+
+        ``temperature``, ``max_tokens``, ``top_p`` and the penalties are ``ModelSettings``
+        fields; ``reasoning_effort`` becomes ``reasoning``; ``seed``, ``stop`` and ``top_k``
+        go in ``extra_args`` (sent with each request).
+
+        Args:
+            args: the model arguments, changed in place.
+            params: the generation parameters (type-checked).
+            built_here: whether the adapter built ``args["model"]``.
+
+        Returns:
+            The parameters that could not be applied.
+        """
+        del built_here
+        from agents import ModelSettings
+        from openai.types.shared import Reasoning
+
+        settings = args.get("model_settings") or ModelSettings()
+        fields: Dict[str, Any] = {}
+        extra = dict(settings.extra_args or {})
+        for key, value in params.items():
+            if key in ("temperature", "max_tokens", "top_p", "frequency_penalty", "presence_penalty"):
+                fields[key] = value
+            elif key == "reasoning_effort":
+                fields["reasoning"] = Reasoning(effort=cast(Any, value))
+            else:
+                extra[key] = value
+        args["model_settings"] = dataclasses.replace(settings, **fields, extra_args=extra or None)
+        return []
 
     def model(self, spec: ModelSpec) -> Dict[str, Any]:
         """The model arguments for a resolved spec.

@@ -96,6 +96,7 @@ class PydanticAIAdapter(Adapter):
 
     name = "pydantic-ai"
     extra = "pydantic-ai"
+    distribution = "pydantic-ai-slim"
     requires = "pydantic_ai"
     constructor = "pydantic_ai.Agent"
 
@@ -163,6 +164,39 @@ class PydanticAIAdapter(Adapter):
             toolsets.append(toolset)
         return toolsets
 
+
+    def apply_generation(self, args: Dict[str, Any], params: Dict[str, Any], built_here: bool) -> List[str]:
+        """``override``'s generation parameters as the agent's ``model_settings`` (also beside a caller's model).
+
+        ``stop`` is ``stop_sequences``; ``reasoning_effort`` is ``openai_reasoning_effort``
+        (OpenAI models only); ``top_k`` has no common setting.
+
+        Args:
+            args: the model arguments, changed in place.
+            params: the generation parameters (type-checked).
+            built_here: whether the adapter built ``args["model"]``.
+
+        Returns:
+            The parameters that could not be applied.
+        """
+        del built_here
+        openai_model = type(args["model"]).__name__.startswith("OpenAI")
+        settings: Dict[str, Any] = {}
+        missed: List[str] = []
+        for key, value in params.items():
+            if key == "stop":
+                settings["stop_sequences"] = [value] if isinstance(value, str) else value
+            elif key == "reasoning_effort":
+                if openai_model:
+                    settings["openai_reasoning_effort"] = value
+                else:
+                    missed.append(key)
+            elif key == "top_k":
+                missed.append(key)
+            else:
+                settings[key] = value
+        args["model_settings"] = settings
+        return missed
 
     def model(self, spec: ModelSpec) -> Dict[str, Any]:
         """The model arguments for a resolved spec.

@@ -180,6 +180,7 @@ class StrandsAdapter(Adapter):
 
     name = "strands-agents"
     extra = "strands-agents"
+    distribution = "strands-agents"
     requires = "strands"
     constructor = "strands.Agent"
 
@@ -223,6 +224,40 @@ class StrandsAdapter(Adapter):
                       "and pass it in tools=")
         return args
 
+
+    def apply_generation(self, args: Dict[str, Any], params: Dict[str, Any], built_here: bool) -> List[str]:
+        """``override``'s generation parameters into the model's ``params`` (``update_config``).
+
+        An Anthropic model takes ``max_tokens`` in its config and ``stop`` as
+        ``stop_sequences``; it has no ``seed`` or penalties. A caller's model object is left
+        as is.
+
+        Args:
+            args: the model arguments, changed in place.
+            params: the generation parameters (type-checked).
+            built_here: whether the adapter built ``args["model"]``.
+
+        Returns:
+            The parameters that could not be applied.
+        """
+        if not built_here:
+            return list(params)
+        model = args["model"]
+        config = model.get_config()
+        anthropic = "max_tokens" in config
+        current = dict(config.get("params") or {})
+        missed: List[str] = []
+        for key, value in params.items():
+            if anthropic and key == "max_tokens":
+                model.update_config(max_tokens=value)
+            elif anthropic and key == "stop":
+                current["stop_sequences"] = value
+            elif anthropic and key in ("seed", "frequency_penalty", "presence_penalty", "reasoning_effort"):
+                missed.append(key)
+            else:
+                current[key] = value
+        model.update_config(params=current)
+        return missed
 
     def model(self, spec: ModelSpec) -> Dict[str, Any]:
         """The model arguments for a resolved spec.

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 import attrs
 
 from .._async import async_twin
-from .._redact import Secret, masked, masked_values, to_secret, url_repr
+from .._redact import Secret, masked_repr, masked_values, to_secret, url_repr
 from ._handle import AgentClient, handle_field, require_handle
 from .common import MCPServerAuthType, MCPServerTransport, MCPServerType, OutputFormat
 
@@ -118,7 +118,7 @@ class MCPServerDetails:
     additional_scopes: List[str] = attrs.field(factory=list)
     share_user_token_across_other_agents: bool = True
     id: Optional[str] = None
-    sso_token: Optional[str] = attrs.field(default=None, repr=masked)
+    sso_token: Optional[str] = attrs.field(default=None, repr=masked_repr)
     sso_audience: Optional[str] = None
 
     def __attrs_post_init__(self) -> None:
