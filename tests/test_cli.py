@@ -219,3 +219,8 @@ def test_args_command_names_the_framework_it_built_for(local):
     assert json.loads(done.stdout)["framework_class"] == "agno.agent.Agent"
     other = run_cli("args", "agt-openai", "--framework", "open-claw", env=env_for(local))
     assert other.returncode == 2 and "supported" in other.stderr  # UnsupportedFrameworkError is a ValueError
+
+
+def test_serve_beyond_loopback_without_a_key_is_a_usage_error(capsys):
+    assert main(["serve", "--host", "0.0.0.0", "--port", "0"]) == 2
+    assert "api_key" in capsys.readouterr().err

@@ -286,8 +286,13 @@ def _cmd_serve(ns: argparse.Namespace, out: TextIO) -> int:
     backend = LocalBackend(agents_dir=ns.agents, db_path=ns.db, host=ns.host, port=ns.port,
                            api_key=ns.require_api_key)
     backend.start()
-    out.write(f"xpander-sync local backend on {backend.url}\n")
-    out.write(f"  export XPANDER_BASE_URL={backend.url}\n")
+    if ns.host not in ("127.0.0.1", "localhost", "::1"):
+        out.write(f"xpander-sync local backend listening on {ns.host} port {backend.url.rsplit(':', 1)[1]}"
+                  " (other hosts use this machine's address; every request needs the API key)\n")
+        out.write(f"  from this machine: export XPANDER_BASE_URL={backend.url}\n")
+    else:
+        out.write(f"xpander-sync local backend on {backend.url}\n")
+        out.write(f"  export XPANDER_BASE_URL={backend.url}\n")
     out.flush()
     stopped = threading.Event()
     if threading.current_thread() is threading.main_thread():

@@ -24,7 +24,8 @@ def test_keeps_serving_after_malformed_bodies(backend: LocalBackend, session: re
     assert_json_error(session.post(url, data=b"\xff\xfe\x00garbage"), 400)
     assert session.post(url, json=create_body()).status_code == 200
     # chunked bodies (a generator) are read too
-    chunked = session.post(url, data=(part for part in [b'{"input": ', b'{"text": "chunked"}}']))
+    chunked = session.post(url, data=(part for part in [b'{"input": ', b'{"text": "chunked"}}']),
+                           headers={"Content-Type": "application/json"})
     assert chunked.status_code == 200 and chunked.json()["input"]["text"] == "chunked"
 
 

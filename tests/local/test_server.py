@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +92,68 @@ def test_private_temporary_database_is_removed(db_path: Any) -> None:
     assert path.exists()
     backend.stop()  # never started: stop still releases the store
     assert not path.exists()
+
+
+# -- issue 16, finding 13: the local backend guards the credentials it holds ----------------------------
+
+
+def test_beyond_loopback_the_api_key_is_required(caplog: pytest.LogCaptureFixture) -> None:
+    from xpander_sync import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="api_key"):
+        LocalBackend(host="0.0.0.0")
+    with caplog.at_level("WARNING", logger="xpander_sync"), LocalBackend(host="0.0.0.0", api_key=API_KEY) as open_:
+        assert "reachable from other hosts" in caplog.text
+        assert requests.get(open_.url + "/agents/list", timeout=5).status_code == 401
+        assert requests.get(open_.url + "/agents/list", headers={"x-api-key": API_KEY, "Host": "box.lan"},
+                            timeout=5).status_code == 200  # beyond loopback the key guards, not the Host
+
+
+def test_a_foreign_host_header_is_refused_on_loopback(backend: LocalBackend) -> None:
+    port = backend.url.rsplit(":", 1)[1]
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", "localhost"):
+        assert requests.get(backend.url + "/agents/list", headers={"Host": host, "x-api-key": API_KEY},
+                            timeout=5).status_code == 200
+    rebound = requests.get(backend.url + "/agents/list", headers={"Host": f"attacker.example:{port}",
+                                                                  "x-api-key": API_KEY}, timeout=5)
+    assert rebound.status_code == 421  # DNS rebinding: a page whose name now resolves to 127.0.0.1
+
+
+def test_a_cross_origin_text_plain_post_creates_nothing(backend: LocalBackend) -> None:
+    before = len(backend.tasks())
+    simple = requests.post(backend.url + "/agent-execution/agt-openai", data=json.dumps(create_body()),
+                           headers={"Content-Type": "text/plain", "x-api-key": API_KEY}, timeout=5)
+    assert simple.status_code == 415 and len(backend.tasks()) == before
+
+
+def test_a_deeply_nested_body_is_answered_not_dropped(backend: LocalBackend) -> None:
+    deep = b"[" * 200_000 + b"]" * 200_000
+    answer = requests.post(backend.url + "/agent-execution/agt-openai", data=deep,
+                           headers={"Content-Type": "application/json", "x-api-key": API_KEY}, timeout=10)
+    assert answer.status_code == 400 and "JSON" in answer.json()["detail"]
+
+
+def test_open_connections_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from xpander_sync.local._http import Server
+
+    monkeypatch.setattr(Server, "max_connections", 4)
+    with LocalBackend() as bounded:
+        host, port = bounded._httpd.server_address[:2]  # type: ignore[union-attr]
+        idle = [socket.create_connection((host, port), timeout=5) for _ in range(4)]
+        try:
+            deadline = time.monotonic() + 5
+            while len(bounded._httpd._conns) < 4 and time.monotonic() < deadline:  # type: ignore[union-attr]
+                threading.Event().wait(0.02)
+            extra = socket.create_connection((host, port), timeout=5)
+            assert extra.recv(1) == b""  # closed at once: no thread for it
+            extra.close()
+            assert len(bounded._httpd._conns) == 4  # type: ignore[union-attr]
+        finally:
+            for sock in idle:
+                sock.close()
+        deadline = time.monotonic() + 5
+        while bounded._httpd._conns and time.monotonic() < deadline:  # type: ignore[union-attr]
+            threading.Event().wait(0.02)
+        assert requests.get(bounded.url + "/agents/list", timeout=5).status_code == 200

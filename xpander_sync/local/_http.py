@@ -66,6 +66,8 @@ class Server(ThreadingHTTPServer):
 
     daemon_threads = True
     request_queue_size = 128
+    #: Connections handled at once (each on a thread); one more is closed at once, unanswered.
+    max_connections = 256
 
     def __init__(self, app: Dispatcher, host: str, port: int) -> None:
         if ":" in host:
@@ -126,7 +128,13 @@ class Server(ThreadingHTTPServer):
             daemon=True,
         )
         with self._conn_lock:
-            self._conns[request] = thread
+            full = len(self._conns) >= self.max_connections
+            if not full:
+                self._conns[request] = thread
+        if full:  # a bound on threads: 1,000 idle sockets must not cost 1,000 threads
+            logger.warning("local backend: %d connections open; refusing one more", self.max_connections)
+            super().shutdown_request(request)
+            return
         thread.start()
 
     def shutdown_request(self, request: Any) -> None:

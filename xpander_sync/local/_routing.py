@@ -156,8 +156,24 @@ def parse_body(raw: bytes) -> tuple[Any, bool]:
         return None, True
     try:
         return json.loads(raw.decode("utf-8")), True
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nested past the stack
         return raw.decode("utf-8", errors="replace"), False
+
+
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+
+def _loopback_host(value: str) -> bool:
+    """Whether a ``Host`` header names this machine's loopback (any port; no header counts, as HTTP/1.0)."""
+    if not value:
+        return True
+    host = value.strip().lower()
+    if host.startswith("["):
+        host = host[: host.find("]") + 1] if "]" in host else host
+    elif host.count(":") == 1:
+        host = host.rsplit(":", 1)[0]
+    return host in _LOOPBACK_NAMES or host.startswith("127.") or host.endswith(".localhost")
 
 
 class Dispatcher:
@@ -168,11 +184,15 @@ class Dispatcher:
         api_key: When set, routes with ``auth`` (and unknown paths) require ``x-api-key``: missing → 401,
             wrong → 403 (compared in constant time, never echoed).
         log_limit: Most entries kept in the request log (oldest dropped first).
+        check_host: Answer 421 to a ``Host`` header that is not a loopback name (a page on another site that
+            resolves its own name to 127.0.0.1, DNS rebinding, cannot reach the backend). On when the backend
+            is bound to loopback; beyond it, the API key guards the backend.
     """
 
-    def __init__(self, router: Router, *, api_key: Optional[str], log_limit: int) -> None:
+    def __init__(self, router: Router, *, api_key: Optional[str], log_limit: int, check_host: bool = True) -> None:
         self._router = router
         self._api_key = api_key
+        self._check_host = check_host
         self._lock = threading.Lock()
         self._log: deque[dict[str, Any]] = deque(maxlen=log_limit)
 
@@ -216,6 +236,8 @@ class Dispatcher:
         with self._lock:
             self._log.append(entry)
         try:
+            if self._check_host and not _loopback_host(headers.get("host", "")):
+                raise HTTPError(421, "Misdirected request: this backend answers loopback host names only")
             route, params, allowed = self._router.match(method, path)
             if route is None or route.auth:
                 self._check_auth(headers)
@@ -225,6 +247,10 @@ class Dispatcher:
                 raise HTTPError(404, "Not found")
             if not body_ok and not route.raw:
                 raise HTTPError(400, "Request body is not valid JSON")
+            if raw_body and method in _WRITES and not route.raw \
+                    and not headers.get("content-type", "").lower().startswith("application/json"):
+                # A cross-origin page can POST text/plain without asking; application/json needs a preflight.
+                raise HTTPError(415, "Content-Type must be application/json")
             status, payload = route.handler(Request(method, path, params, query, headers, body, raw_body))
             extra: dict[str, str] = {}
         except HTTPError as exc:

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from .._scripted_model import ScriptedModel
-from ..errors import ToolError
+from ..errors import ConfigurationError, ToolError
 from ._agents import AgentCatalog, sample_agents_dir
 from ._http import MAX_BODY_BYTES, Server
 from ._hub import WorkerHub
@@ -64,6 +64,25 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an interface to bind) is a loopback address or ``localhost``.
+
+    Args:
+        host: An IP address or host name.
+
+    Returns:
+        ``True`` for ``localhost``, ``127.0.0.0/8`` and ``::1``.
+    """
+    import ipaddress
+
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 #: Most entries kept in :attr:`LocalBackend.requests_log` (oldest dropped first).
 REQUEST_LOG_LIMIT = 10_000
@@ -116,8 +135,10 @@ class LocalBackend:
         db_path: SQLite file; ``None`` (or ``":memory:"``) uses a private temporary file deleted by
             :meth:`stop`.
         api_key: When set, every route except the simulated login page requires ``x-api-key``: missing → 401,
-            wrong → 403.
-        host: Interface to bind (default loopback only).
+            wrong → 403. Required when ``host`` is not a loopback address: the backend holds the agents'
+            stored LLM credentials, and any host that can reach it could read them.
+        host: Interface to bind (default loopback only). Bound to loopback, the backend also refuses requests
+            whose ``Host`` header is not a loopback name (DNS rebinding).
         port: Port to bind; ``0`` (default) picks a free one.
         organization_id: Used for agents (and their tasks) whose JSON has no ``organization_id``; also the
             organization segment of the worker routes (``Configuration(base_url=backend.url,
@@ -131,6 +152,7 @@ class LocalBackend:
         FileNotFoundError: ``agents_dir`` is not a folder.
         ValueError: An agent file is not a JSON object with a string ``id`` and an integer ``version``, or
             ``keepalive_interval`` or ``stream_poll_interval`` is not positive.
+        ConfigurationError: ``host`` is beyond loopback and no ``api_key`` is given.
     """
 
     def __init__(
@@ -148,6 +170,14 @@ class LocalBackend:
     ) -> None:
         if keepalive_interval <= 0 or stream_poll_interval <= 0:
             raise ValueError("keepalive_interval and stream_poll_interval must be positive")
+        loopback = is_loopback(host)
+        if not loopback:
+            if not api_key:
+                raise ConfigurationError(
+                    f"binding the local backend to {host!r} (beyond loopback) needs api_key= (serve --require-api-key"
+                    " KEY): it holds the agents' stored LLM credentials"
+                )
+            logger.warning("local backend bound to %s: reachable from other hosts (API key required)", host)
         self._host = host
         self._port = int(port)
         self.organization_id = organization_id
@@ -174,7 +204,7 @@ class LocalBackend:
         self._mcp = McpAuth(self._agents, self._store, lambda: self.url)
         self._app = Dispatcher(
             _routing_table(self._platform, self._hub, self._mcp, self._llm), api_key=api_key,
-            log_limit=REQUEST_LOG_LIMIT,
+            log_limit=REQUEST_LOG_LIMIT, check_host=loopback,
         )
 
         self._httpd: Optional[Server] = None
