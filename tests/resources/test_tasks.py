@@ -141,3 +141,30 @@ def test_to_message_without_injection_and_without_files():
     assert message.endswith('{"url": "https://files.example.com/uploads/meeting-notes.txt"}')
     data["input"]["files"] = []
     assert structure(data, Task).to_message() == data["input"]["text"]
+
+
+# -- issue 16, finding 15: input files are fetched safely ---------------------------------------------
+
+def test_a_redirect_from_a_public_file_host_to_an_internal_address_is_not_followed(mocked, config):
+    from xpander_sync._converter import structure
+
+    data = load_fixture("task_status")
+    data["input"]["files"] = ["https://93.184.215.14/notes.txt"]  # a public address
+    mocked.get("https://93.184.215.14/notes.txt", status=302, headers={"Location": "http://169.254.169.254/latest"})
+    task = Tasks(config).bind(structure(data, Task))
+    message = task.to_message()
+    assert '"content": "Error: _RedirectRefused"' in message  # the metadata service was never asked
+    assert len(mocked.calls) == 1
+
+
+def test_a_public_redirect_is_followed_and_a_long_file_is_cut(mocked, config):
+    from xpander_sync._converter import structure
+    from xpander_sync.resources.tasks import MAX_FILE_BYTES
+
+    data = load_fixture("task_status")
+    data["input"]["files"] = ["https://93.184.215.14/big.txt"]
+    mocked.get("https://93.184.215.14/big.txt", status=301, headers={"Location": "https://93.184.215.15/big.txt"})
+    mocked.get("https://93.184.215.15/big.txt", body=b"a" * (MAX_FILE_BYTES + 10))
+    content = json.loads(Tasks(config).bind(structure(data, Task)).to_message().split("\n")[-1])["content"]
+    assert content.startswith("a" * 100) and content.endswith(f"[cut: the file is longer than {MAX_FILE_BYTES} bytes]")
+    assert len(content) < MAX_FILE_BYTES + 100

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import socket
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
@@ -383,21 +385,22 @@ class Tasks(Resource):
     def download_text(self, url: str, timeout: float = 10.0) -> str:
         """Download a task's input file as text, for :meth:`Task.to_message <xpander_sync.Task.to_message>`.
 
-        A plain request: file hosts never receive the xpander API key. A failure is logged
-        (the URL's path only) and returned as ``"Error: <exception class>"``.
+        A plain request: file hosts never receive the xpander API key. Redirects are followed
+        (at most 5), but never from a public host to a loopback, private or link-local
+        address (a file URL must not become a way into the worker's network). At most
+        :data:`MAX_FILE_BYTES` are read; a longer file is cut, and the text says so. A failure
+        is logged (the URL's path only) and returned as ``"Error: <reason>"``.
 
         Args:
             url: the file URL.
-            timeout: seconds allowed for the download.
+            timeout: seconds allowed for each request of the download.
 
         Returns:
             The file's text, or the error marker.
         """
         try:
-            response = requests.get(url, timeout=timeout, allow_redirects=True)
-            response.raise_for_status()
-            return response.text
-        except requests.RequestException as exc:
+            return _download(url, timeout)
+        except (requests.RequestException, _RedirectRefused) as exc:
             logger.warning("could not download task file %s: %s", urlsplit(url).path, type(exc).__name__)
             return f"Error: {type(exc).__name__}"
 
@@ -408,3 +411,51 @@ class Tasks(Resource):
     aupdate = async_twin(update)
     astop = async_twin(stop)
     adownload_text = async_twin(download_text)
+
+
+#: The most bytes of one input file that ``Task.to_message`` inlines (the rest is cut).
+MAX_FILE_BYTES = 1024 * 1024
+_MAX_REDIRECTS = 5
+
+
+class _RedirectRefused(Exception):
+    """A redirect from a public host to an internal address."""
+
+
+def _download(url: str, timeout: float) -> str:
+    current = url
+    with requests.Session() as session:
+        for _ in range(_MAX_REDIRECTS + 1):
+            response = session.get(current, timeout=timeout, allow_redirects=False, stream=True)
+            with response:
+                if response.is_redirect:
+                    target = urljoin(current, response.headers.get("location", ""))
+                    if _is_internal(target) and not _is_internal(current):
+                        raise _RedirectRefused(urlsplit(target).hostname)
+                    current = target
+                    continue
+                response.raise_for_status()
+                data = b""
+                for chunk in response.iter_content(65536):
+                    data += chunk
+                    if len(data) > MAX_FILE_BYTES:
+                        break
+                text = data[:MAX_FILE_BYTES].decode(response.encoding or "utf-8", errors="replace")
+                if len(data) > MAX_FILE_BYTES:
+                    text += f"\n[cut: the file is longer than {MAX_FILE_BYTES} bytes]"
+                return text
+    raise requests.TooManyRedirects(f"more than {_MAX_REDIRECTS} redirects")
+
+
+def _is_internal(url: str) -> bool:
+    """Whether a URL's host is (or resolves to) a loopback, private, link-local or reserved address."""
+    host = urlsplit(url).hostname or ""
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        try:
+            addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in socket.getaddrinfo(host, None)]
+        except (OSError, ValueError):
+            return False  # cannot be resolved here: the request itself will fail
+    return any(a.is_loopback or a.is_private or a.is_link_local or a.is_reserved or a.is_unspecified
+               for a in addresses)
