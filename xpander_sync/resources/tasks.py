@@ -454,7 +454,7 @@ def _is_internal(url: str) -> bool:
         addresses = [ipaddress.ip_address(host)]
     except ValueError:
         try:
-            addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in socket.getaddrinfo(host, None)]
+            addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in socket.getaddrinfo(host, None)]
         except (OSError, ValueError):
             return False  # cannot be resolved here: the request itself will fail
     return any(a.is_loopback or a.is_private or a.is_link_local or a.is_reserved or a.is_unspecified
