@@ -29,11 +29,13 @@ _LLM_ENV = (
 
 
 @pytest.fixture(autouse=True)
-def clean_environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Every test starts with no xpander or LLM variables, and no shared transports."""
+def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every test starts with no xpander or LLM variables, no shared transports, and its own state
+    folder (the CLI's default outbox and the worker's journal live there, never in the real home)."""
     for name in list(os.environ):
         if name.startswith(_ENV_PREFIXES) or name in _LLM_ENV:
             monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
     reset_shared_transports()
     yield
     reset_shared_transports()

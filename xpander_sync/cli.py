@@ -36,7 +36,7 @@ from typing import Any, Dict, Optional, Sequence, TextIO
 
 from . import __version__
 from ._converter import unstructure
-from .config import Configuration
+from .config import Configuration, state_dir
 from .errors import (
     ConfigurationError,
     FrameworkNotInstalledError,
@@ -61,8 +61,7 @@ def default_outbox_path() -> str:
     explicit = os.environ.get(ENV_OUTBOX)
     if explicit:
         return explicit
-    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return os.path.join(state, "xpander-sync", "outbox.sqlite3")
+    return os.path.join(state_dir(), "outbox.sqlite3")
 
 
 def build_parser() -> argparse.ArgumentParser:

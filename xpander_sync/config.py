@@ -52,6 +52,17 @@ def is_cloud() -> bool:
     return os.environ.get(ENV_IS_CLOUD) == "true"
 
 
+def state_dir() -> str:
+    """Where xpander-sync keeps files across runs: ``$XDG_STATE_HOME/xpander-sync``
+    (``~/.local/state/xpander-sync`` by default): the CLI's outbox, the worker's journal.
+
+    Returns:
+        The folder path (not created here).
+    """
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(state, "xpander-sync")
+
+
 def default_base_url() -> str:
     """``XPANDER_BASE_URL``, else the production (or, with ``IS_STG=true``, staging) host.
 

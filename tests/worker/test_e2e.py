@@ -289,3 +289,46 @@ def test_the_guide_handler_runs_unchanged_through_the_worker(tmp_path: Path) -> 
         # get_args really ran: it loaded the agent and its session DB settings from the backend
         paths = [e["path"] for e in backend.requests_log]
         assert f"/agents/{AGENT}" in paths and f"/agents/{AGENT}/db" in paths
+
+
+SLEEPER = """
+import time
+from xpander_sync import on_task
+
+@on_task
+def handle(task):
+    time.sleep(60)  # killed long before it returns
+    return task
+"""
+
+
+def test_a_task_left_executing_by_a_killed_worker_is_marked_at_the_next_start(tmp_path: Path) -> None:
+    """Issue 16, finding 14: SIGKILL gives a worker no chance to drain; its task must not stay
+    "executing" forever. The next worker started on this machine marks it error."""
+    with LocalBackend(api_key=API_KEY, stream_poll_interval=0.02) as backend:
+        (tmp_path / "first").mkdir()
+        killed = WorkerProcess(tmp_path / "first", backend, SLEEPER, "sleeper:handle")
+        killed.wait_connected()
+        task_id = Backend(config_for(backend.url)).invoke_agent(agent_id=AGENT, prompt="long").id
+        wait_until(lambda: statuses(backend, [task_id])[task_id] == "executing", 10, "the task to start")
+        killed.proc.kill()  # SIGKILL: no drain, no shutdown hook
+        killed.proc.communicate(timeout=10)
+        time.sleep(0.2)
+        assert statuses(backend, [task_id])[task_id] == "executing"  # nobody will ever finish it...
+
+        journal = Path(os.environ["XDG_STATE_HOME"]) / "xpander-sync" / "worker"  # the default place
+        assert list(journal.rglob("*.json")), "the killed worker left its journal"
+        restarted = Worker(handle_task, configuration=config_for(backend.url), agent_id=AGENT,
+                           journal_dir=str(journal), handle_signals=False, **FAST).start()
+        try:
+            wait_until(lambda: statuses(backend, [task_id])[task_id] == "error", 10, "the task to be reclaimed")
+            assert "killed" in backend._store.get_task(task_id)["result"]
+            assert not list(journal.rglob("*.json"))  # reclaimed once, then forgotten
+        finally:
+            restarted.stop()
+            restarted.join(10)
+
+
+def handle_task(task: Task) -> Task:
+    task.result = "ok"
+    return task

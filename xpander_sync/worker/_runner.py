@@ -41,6 +41,7 @@ from ..models.common import AgentExecutionStatus
 from ..models.task import Task
 from ..resources import Tasks, Workers
 from ..transport import shared_transport
+from ._journal import Journal
 from ._state import Counters, StopState
 from .settings import WorkerSettings
 from .sse import ServerSentEvent
@@ -148,6 +149,7 @@ class Runner:
         stop: the worker's stop state.
         counters: the worker's counters.
         on_capacity_change: called when a slot is taken or freed (wakes the heartbeat).
+        journal: where the ids of running tasks are kept on disk (see ``_journal``).
     """
 
     def __init__(
@@ -160,8 +162,10 @@ class Runner:
         stop: StopState,
         counters: Counters,
         on_capacity_change: Callable[[], None],
+        journal: Optional[Journal] = None,
     ) -> None:
         self.handler = handler
+        self._journal = journal or Journal(None, "")
         self._tasks = tasks
         self._workers = workers
         self._settings = settings
@@ -283,6 +287,7 @@ class Runner:
         except Exception:  # a bug of ours: never kill the process, never lose the slot
             logger.exception("internal error while handling task %s", task.id)
         finally:
+            self._journal.remove(task.id)
             with self._lock:
                 self._jobs.pop(task.id, None)
                 self._admitting.discard(task.id)
@@ -303,6 +308,7 @@ class Runner:
         if not ok:
             job.claim("abandoned")
             return
+        self._journal.add(task_id)  # from now on a SIGKILL leaves it "executing": the next start reclaims it
         logger.info("task %s: running handler", task_id)
         started = time.monotonic()
         failed = False

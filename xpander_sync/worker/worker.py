@@ -18,6 +18,7 @@ own thread.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from typing import Any, Callable, Dict, Optional, Sequence
@@ -26,13 +27,15 @@ from .. import handlers as _handlers
 from .._async import call_maybe_async
 from .._redact import scrub
 from ..backend import resolve_agent_id
-from ..config import Configuration
-from ..errors import BootHookError, InvalidInputError
+from ..config import Configuration, state_dir
+from ..errors import BootHookError, InvalidInputError, ModuleException
 from ..handlers import check_task_handler, task_handler_configuration
+from ..models.common import AgentExecutionStatus
 from ..resources import Tasks, Workers
 from ..resources.workers import EVENT_POST_TIMEOUT
 from ..transport import shared_transport
 from ._heartbeat import Heartbeat
+from ._journal import Journal
 from ._runner import Runner
 from ._state import Counters, StopState
 from ._stream import StreamReader
@@ -43,6 +46,9 @@ logger = logging.getLogger(__name__)
 
 #: Seconds ``run`` waits for the heartbeat thread at the end (one event POST's read timeout, and one more).
 _HEARTBEAT_JOIN = EVENT_POST_TIMEOUT + 1
+_DEFAULT: Any = object()
+#: The result of a task that a killed worker left executing (set by the next worker start).
+ORPHAN_RESULT = "the worker running this task was killed before the handler finished; marked by the next worker start"
 
 
 class Worker:
@@ -71,6 +77,9 @@ class Worker:
         boot_hooks: hooks run before connecting (default: the ``@on_boot`` ones).
         shutdown_hooks: hooks run after stopping (default: the ``@on_shutdown`` ones).
         handle_signals: install SIGTERM/SIGINT handlers while ``run`` runs on the main thread.
+        journal_dir: where this process lists the tasks it is running, so that the tasks of a
+            worker killed with SIGKILL are marked ``error`` by the next worker start on this
+            machine (default ``$XDG_STATE_HOME/xpander-sync/worker``; ``None`` disables it).
 
     Raises:
         ConfigurationError: no API key or organization id; a numeric argument out of range or
@@ -97,6 +106,7 @@ class Worker:
         boot_hooks: Optional[Sequence[Callable[[], Any]]] = None,
         shutdown_hooks: Optional[Sequence[Callable[[], Any]]] = None,
         handle_signals: bool = True,
+        journal_dir: Optional[str] = _DEFAULT,
     ) -> None:
         if handler is None:
             handler = registered_handler()
@@ -123,6 +133,9 @@ class Worker:
 
         transport = shared_transport(self.configuration)
         self._workers = Workers(self.configuration, transport=transport)
+        self._tasks = Tasks(self.configuration, transport=transport)
+        folder = os.path.join(state_dir(), "worker") if journal_dir is _DEFAULT else journal_dir
+        self._journal = Journal(folder, self.agent_id)
         self._secrets = (self.configuration.api_key,)
         self._stop = StopState(self.settings.drain_timeout)
         self._counters = Counters()
@@ -130,9 +143,9 @@ class Worker:
         self._started = False
         self._thread: Optional[threading.Thread] = None
         self._runner = Runner(
-            handler, tasks=Tasks(self.configuration, transport=transport), workers=self._workers,
+            handler, tasks=self._tasks, workers=self._workers,
             settings=self.settings, stop=self._stop, counters=self._counters,
-            on_capacity_change=lambda: self._heartbeat.wake(),
+            on_capacity_change=lambda: self._heartbeat.wake(), journal=self._journal,
         )
         self._heartbeat = Heartbeat(
             self._workers, self.agent_id, interval=self.settings.heartbeat_interval, stop=self._stop,
@@ -247,6 +260,24 @@ class Worker:
         thread.join(timeout)
         return not thread.is_alive()
 
+    def _reclaim_orphans(self) -> None:
+        """Mark ``error`` the tasks that a killed worker of this machine left ``executing``."""
+        for path, task_ids in self._journal.orphans():
+            keep = False
+            for task_id in task_ids:
+                try:
+                    if self._tasks.get(task_id).status is AgentExecutionStatus.EXECUTING:
+                        self._tasks.update(task_id, status=AgentExecutionStatus.ERROR, result=ORPHAN_RESULT)
+                        logger.warning("task %s was left executing by a worker that was killed; marked error", task_id)
+                except ModuleException as exc:
+                    keep = keep or exc.retryable  # the platform is down: try again at the next start
+                    if not exc.retryable:
+                        logger.warning("could not reclaim task %s: %s", task_id, exc)
+                except InvalidInputError:
+                    continue
+            if not keep:
+                self._journal.forget(path)
+
     def stop(self) -> None:
         """Stop taking tasks; in-flight tasks get ``drain_timeout`` seconds to finish.
 
@@ -280,6 +311,7 @@ class Worker:
         except BootHookError:
             self._stop.finished.set()
             raise
+        self._reclaim_orphans()
         restore = self._install_signal_handlers()
         reader = threading.Thread(target=self._reader.run, name="xpander-worker-stream", daemon=True)
         heartbeat = threading.Thread(target=self._heartbeat.run, name="xpander-worker-reporter", daemon=True)
