@@ -177,7 +177,10 @@ class GoogleADKAdapter(Adapter):
         """``override``'s generation parameters into ``generate_content_config`` (also beside a caller's model).
 
         ``max_tokens`` is ``max_output_tokens`` and ``stop`` is ``stop_sequences`` there;
-        ``reasoning_effort`` reaches only a model built here (LiteLLM's keyword).
+        ``reasoning_effort`` reaches only a model built here (LiteLLM's keyword). For a Claude
+        model, a sampling parameter the installed anthropic SDK no longer takes (2.x:
+        ``temperature``, ``top_p``, ``top_k``) is dropped with the warning: ``AnthropicLlm`` would
+        pass it as a keyword and fail the first turn.
 
         Args:
             args: the model arguments, changed in place.
@@ -192,7 +195,11 @@ class GoogleADKAdapter(Adapter):
         names = {"max_tokens": "max_output_tokens", "stop": "stop_sequences"}
         update: Dict[str, Any] = {}
         missed: List[str] = []
+        claude = type(args.get("model")).__name__ == "AnthropicLlm"
         for key, value in params.items():
+            if claude and key in ("temperature", "top_p", "top_k") and not anthropic_sdk_takes(key):
+                missed.append(key)
+                continue
             if key == "reasoning_effort":
                 if not built_here:
                     missed.append(key)
