@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import importlib
 import importlib.metadata
 import inspect
@@ -282,6 +283,8 @@ class Adapter:
     def root(self, agent: Agent, extra_tools: Optional[List[Any]]) -> Dict[str, Any]:
         """The root agent's arguments, then ``override``'s constructor keys (unknown keys dropped, one warning)."""
         args = self.agent_args(agent, root=True, extra_tools=list(extra_tools or []), path=())
+        if not self.override:  # nothing to check: the signature is not read at all
+            return args
         accepted = self.constructor_keys(args)
         unknown = tuple(k for k in self.override if accepted is not None and k not in accepted)
         self.warn_once(unknown, "not a parameter of " + self.constructor_for(args))
@@ -298,20 +301,7 @@ class Adapter:
         pydantic fields included). A ``**kwargs`` whose name starts with ``_`` (kept for
         deprecation messages) does not count as taking any key.
         """
-        module, _, attr = cls.constructor_for(args).rpartition(".")
-        try:
-            target = getattr(importlib.import_module(module), attr)
-            parameters = inspect.signature(target).parameters.values()
-        except (ImportError, AttributeError, TypeError, ValueError):  # pragma: no cover - no signature
-            return None
-        names = set()
-        for parameter in parameters:
-            if parameter.kind is inspect.Parameter.VAR_KEYWORD:
-                if not parameter.name.startswith("_"):
-                    return None
-            elif parameter.kind is not inspect.Parameter.VAR_POSITIONAL:
-                names.add(parameter.name)
-        return frozenset(names)
+        return _parameter_names(cls.constructor_for(args))
 
     @classmethod
     def framework_version(cls) -> str:
@@ -583,3 +573,22 @@ def stdio_command(server: MCPServerDetails, label: str) -> Optional[Tuple[str, L
 
 #: The former name of :class:`Adapter`.
 AdapterBuild = Adapter
+
+
+@functools.lru_cache(maxsize=32)
+def _parameter_names(dotted: str) -> Optional[FrozenSet[str]]:
+    """The keyword parameters of ``module.Class`` (read once: a framework's signature does not change)."""
+    module, _, attr = dotted.rpartition(".")
+    try:
+        target = getattr(importlib.import_module(module), attr)
+        parameters = inspect.signature(target).parameters.values()
+    except (ImportError, AttributeError, TypeError, ValueError):  # pragma: no cover - no signature
+        return None
+    names = set()
+    for parameter in parameters:
+        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+            if not parameter.name.startswith("_"):
+                return None
+        elif parameter.kind is not inspect.Parameter.VAR_POSITIONAL:
+            names.add(parameter.name)
+    return frozenset(names)
