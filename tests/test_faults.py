@@ -251,8 +251,8 @@ def test_repeatable_calls_recover_after_one_fault(proxy, local, seeded_task, fau
 
 
 def test_huge_valid_json_is_read_whole(proxy, seeded_task):
-    """A 20 MB JSON answer is not an error of ours (there is no size cap): it decodes, or
-    fails to fit the model, in bounded time."""
+    """A 20 MB JSON answer is under the default max_response_bytes (64 MiB), so it is read whole:
+    it decodes, or fails to fit the model, in bounded time."""
     proxy.set_default("huge_json")
     _, error, elapsed = run_call(CALLS["get_task"], config(proxy.url), seeded_task, "")
     assert_one_typed_error(error, ResponseDecodeError)  # {"detail", "padding"} is not a Task
