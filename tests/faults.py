@@ -26,6 +26,10 @@ fault                   what the client gets
 ``drip_fast``           the upstream answer in :attr:`fast_pieces` pieces, :attr:`fast_gap` apart
 ``redirect``            ``302`` to :attr:`redirect_to`
 ``echo``                ``401`` whose JSON ``detail`` echoes the request head (headers included)
+``deep_json``           ``200`` (JSON) whose body is :attr:`deep_depth` nested ``[`` then as many ``]``
+``deep_error``          ``500`` (JSON) whose body is :attr:`deep_depth` nested ``[`` (never closed)
+``gzip_bomb``           ``200`` with ``Content-Encoding: gzip``: a small body that expands to
+                        :attr:`bomb_size` bytes of zeros
 ======================  ===================================================================
 
 Everything is bounded: the accept loop polls a stop flag, every socket has a timeout, a
@@ -37,7 +41,9 @@ thread. Helpers for faults that happen before any byte is exchanged: :func:`clos
 
 from __future__ import annotations
 
+import gzip
 import http.client
+import io
 import json
 import select
 import socket
@@ -51,7 +57,8 @@ LOOPBACK = "127.0.0.1"
 FAULTS = frozenset(
     {
         "pass", "500", "503", "close", "rst", "hang", "lost_answer", "truncated", "short", "html", "huge",
-        "huge_json", "drip_head", "drip_body", "drip_fast", "redirect", "echo",
+        "huge_json", "drip_head", "drip_body", "drip_fast", "redirect", "echo", "deep_json", "deep_error",
+        "gzip_bomb",
     }
 )
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection"})
@@ -90,6 +97,8 @@ class FaultProxy:
         huge_size: body size of ``huge``/``huge_json`` in bytes.
         hang_limit: the longest a ``hang`` or a drip lasts, whatever the client does.
         redirect_to: the ``Location`` of ``redirect``.
+        deep_depth: how many ``[`` ``deep_json``/``deep_error`` nest (deeper than Python's stack).
+        bomb_size: the decompressed size of ``gzip_bomb`` in bytes.
     """
 
     def __init__(
@@ -103,6 +112,8 @@ class FaultProxy:
         huge_size: int = 20 * 1024 * 1024,
         hang_limit: float = 30.0,
         redirect_to: str = "",
+        deep_depth: int = 200_000,
+        bomb_size: int = 64 * 1024 * 1024,
     ) -> None:
         self.upstream: Optional[Tuple[str, int]] = None
         if upstream is not None:
@@ -120,6 +131,9 @@ class FaultProxy:
         self.huge_size = huge_size
         self.hang_limit = hang_limit
         self.redirect_to = redirect_to
+        self.deep_depth = deep_depth
+        self.bomb_size = bomb_size
+        self._bomb: Optional[bytes] = None
         self._check(default)
         self._lock = threading.Lock()
         self._plan: List[str] = []
@@ -294,6 +308,15 @@ class FaultProxy:
         if fault == "huge_json":
             sock.sendall(_raw_response(200, _padded_json(self.huge_size), "application/json"))
             return True
+        if fault == "deep_json":
+            sock.sendall(_raw_response(200, b"[" * self.deep_depth + b"]" * self.deep_depth, "application/json"))
+            return True
+        if fault == "deep_error":
+            sock.sendall(_raw_response(500, b"[" * self.deep_depth, "application/json"))
+            return True
+        if fault == "gzip_bomb":
+            sock.sendall(_raw_response(200, self._gzip_bomb(), "application/json", {"Content-Encoding": "gzip"}))
+            return True
         if fault == "redirect":
             head = f"HTTP/1.1 302 Found\r\nLocation: {self.redirect_to}\r\nContent-Length: 0\r\n\r\n"
             sock.sendall(head.encode("latin-1"))
@@ -333,6 +356,12 @@ class FaultProxy:
             return True
         sock.sendall(head + up_body)  # pass
         return True
+
+    def _gzip_bomb(self) -> bytes:
+        with self._lock:
+            if self._bomb is None:
+                self._bomb = _gzip_zeros(self.bomb_size)
+            return self._bomb
 
     def _forward(
         self, method: str, target: str, headers: Dict[str, str], body: bytes
@@ -431,6 +460,16 @@ def _padded_json(size: int) -> bytes:
     shell = json.dumps({"detail": "padded", "padding": ""}).encode()
     pad = max(0, size - len(shell))
     return json.dumps({"detail": "padded", "padding": "p" * pad}).encode()
+
+
+def _gzip_zeros(size: int) -> bytes:
+    """``size`` zero bytes, gzip-compressed in 1 MiB steps (the compressed form is ~1/1000 the size)."""
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=9) as zipped:
+        chunk = b"\0" * (1024 * 1024)
+        for start in range(0, size, len(chunk)):
+            zipped.write(chunk[: size - start])
+    return out.getvalue()
 
 
 def _reset(sock: socket.socket) -> None:

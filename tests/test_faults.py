@@ -26,7 +26,10 @@ from xpander_sync import (
     Agents,
     Backend,
     Configuration,
+    ConfigurationError,
+    InvalidInputError,
     ModuleException,
+    NotFoundError,
     RateLimitError,
     RequestTimeoutError,
     ResponseDecodeError,
@@ -151,7 +154,10 @@ FAULT_TABLE: Dict[str, Tuple[type, int, int]] = {
     "truncated": (ResponseDecodeError, 1, 1),
     "html": (ResponseDecodeError, 1, 1),
     "huge": (ResponseDecodeError, 1, 1),
+    "deep_json": (ResponseDecodeError, 1, 1),  # 200k nested "[": deeper than the stack, still one typed error
+    "deep_error": (ServerError, 1, 1),  # a 500 whose body nests as deep: the status error, not a RecursionError
 }
+STATUS = {"500": 500, "503": 503, "deep_error": 500}
 # Slow faults (Retry-After, timeouts) skip the second GET; 503 exhausts its retries on the report
 # only (test_repeatable_calls_recover_after_one_fault retries a 503 GET).
 _SLOW = {"503", "hang", "drip_head"}
@@ -180,7 +186,7 @@ def test_fault_ends_in_one_typed_error_within_the_bound(proxy, local, seeded_tas
     if fault in ("hang", "drip_head"):
         assert elapsed >= attempts * READ_TIMEOUT * 0.9  # each attempt waited for its read timeout
     if isinstance(error, ServerError):
-        assert error.status_code == int(fault) and (f"after {attempts} attempts" in str(error)) == (attempts > 1)
+        assert error.status_code == STATUS[fault] and (f"after {attempts} attempts" in str(error)) == (attempts > 1)
     if isinstance(error, TransportError):
         assert error.status_code is None and f"after {attempts} attempt(s)" in str(error)
     forwarded = fault in ("lost_answer", "short", "drip_head", "truncated")  # these reached the backend
@@ -245,8 +251,8 @@ def test_repeatable_calls_recover_after_one_fault(proxy, local, seeded_task, fau
 
 
 def test_huge_valid_json_is_read_whole(proxy, seeded_task):
-    """A 20 MB JSON answer is not an error of ours (there is no size cap): it decodes, or
-    fails to fit the model, in bounded time."""
+    """A 20 MB JSON answer is under the default max_response_bytes (64 MiB), so it is read whole:
+    it decodes, or fails to fit the model, in bounded time."""
     proxy.set_default("huge_json")
     _, error, elapsed = run_call(CALLS["get_task"], config(proxy.url), seeded_task, "")
     assert_one_typed_error(error, ResponseDecodeError)  # {"detail", "padding"} is not a Task
@@ -375,3 +381,170 @@ def test_the_proxy_refuses_non_loopback_addresses():
         FaultProxy("http://10.0.0.1:80")
     with pytest.raises(ValueError):
         FaultProxy(None, redirect_to="http://example.com/")
+
+
+# -- issue 16: bounds on what an answer may cost, ids confined to their route, reports never lost ------
+
+
+def test_a_trickle_past_call_deadline_is_a_request_timeout(local, seeded_task):
+    """Every byte of the body comes within read_timeout (0.05 s apart), so only the overall
+    ``call_deadline`` can end the call; it does, with RequestTimeoutError, not retried past it."""
+    deadline = 1.0
+    with FaultProxy(local.url, default="drip_body", drip_gap=0.05, hang_limit=10) as p:
+        for name in ("get_task", "report", "invoke"):
+            p.reset()
+            call = CALLS[name]
+            _, error, elapsed = run_call(call, config(p.url, call_deadline=deadline), seeded_task,
+                                         str(uuid.uuid4()))
+            assert_one_typed_error(error, RequestTimeoutError)
+            assert "call_deadline" in str(error), (name, str(error))
+            assert p.attempts(call.method, call.suffix) == 1  # no retry starts once the deadline is spent
+            assert deadline <= elapsed <= deadline + SLACK, (name, f"{elapsed:.2f}s")
+
+
+@pytest.mark.parametrize("name", ["get_task", "get_agent", "report", "invoke"])
+def test_a_gzip_bomb_is_cut_at_max_response_bytes(local, seeded_task, name):
+    """A ~16 KiB gzip body that expands to 16 MiB stops at the 1 MiB cap: ResponseDecodeError, once."""
+    cap = 1024 * 1024
+    with FaultProxy(local.url, default="gzip_bomb", bomb_size=16 * cap) as p:
+        call = CALLS[name]
+        _, error, elapsed = run_call(call, config(p.url, max_response_bytes=cap), seeded_task, str(uuid.uuid4()))
+        assert_one_typed_error(error, ResponseDecodeError)
+        assert "max_response_bytes" in str(error) + "".join(error.errors)
+        assert p.attempts(call.method, call.suffix) == 1 and elapsed <= bound(1)
+
+
+def test_a_deeply_nested_error_body_keeps_a_background_report_in_the_outbox(proxy, local, tmp_path):
+    """A 500 whose body nests 200k deep is a ServerError, so a report with an outbox is queued
+    (not lost to a RecursionError), and delivered once when the platform is back."""
+    cfg = config(proxy.url, outbox=str(tmp_path / "deep.sqlite3"))
+    proxy.set_default("deep_error")
+    queued = Backend(cfg).report_external_task(agent_id="agt-openai", input="deep")
+    assert isinstance(queued, QueuedReport) and not queued.delivered
+    proxy.set_default("pass")
+    assert Backend(cfg).flush_outbox().delivered == [queued.task_id]
+    assert [r["body"]["id"] for r in local.reports()].count(queued.task_id) == 1
+
+
+DOT_IDS = [
+    lambda cfg: Tasks(cfg).get("."),
+    lambda cfg: Tasks(cfg).stop(".."),
+    lambda cfg: Agents(cfg).get(".."),
+    lambda cfg: Backend(cfg).report_external_task(agent_id=".."),
+    lambda cfg: Backend(cfg).invoke_agent("agt-openai", '{"xpander_task_id": ".."}'),
+    lambda cfg: Tasks(cfg).get("a/../../admin"),
+]
+
+
+def test_dot_ids_never_reach_the_wire(proxy):
+    """``.``/``..`` would be collapsed by URL normalisation (``Tasks.stop("..")`` was ``DELETE /``):
+    each is an InvalidInputError, and the proxy sees no request at all."""
+    for make_call in DOT_IDS:
+        try:
+            make_call(config(proxy.url))
+        except BaseException as exc:
+            assert type(exc) is InvalidInputError, repr(exc)
+            assert exc.__context__ is None or exc.__suppress_context__
+        else:
+            raise AssertionError("a dot id was accepted")
+    assert proxy.seen == [] and proxy.connections == 0
+
+
+def test_an_encoded_slash_stays_one_segment_on_the_wire(proxy):
+    """``..%2F..%2Fadmin`` goes out as ``..%252F..%252Fadmin``: the backend (which decodes ``%2F``)
+    sees one unknown task id, not a path upwards, and answers 404."""
+    for make_call, target in [
+        (lambda cfg: Tasks(cfg).get("..%2F..%2Fadmin"), "/agent-execution/..%252F..%252Fadmin/status"),
+        (lambda cfg: Agents(cfg).get("%2e%2e"), "/agents/%252e%252e"),
+        (lambda cfg: Tasks(cfg).get("a b%"), "/agent-execution/a%20b%25/status"),
+    ]:
+        proxy.reset()
+        try:
+            make_call(config(proxy.url))
+        except BaseException as exc:
+            assert_one_typed_error(exc, NotFoundError)
+        else:
+            raise AssertionError(f"{target}: the backend found something")
+        assert [s.target for s in proxy.seen] == [target]
+
+
+@pytest.mark.parametrize("key", ["xpk-faults\n", "xpk-faults\r\n", " xpk-faults", "xpk-fa\x00ults", "xpk-faults\t"])
+def test_a_key_with_a_newline_is_refused_before_any_request(proxy, key):
+    """A key read from a file with its newline used to reach requests, be quoted back escaped in
+    a TransportError, and be retried as a network failure. Now: a ConfigurationError that does
+    not show the key, and the proxy sees nothing."""
+    with pytest.raises(ConfigurationError) as info:
+        Tasks(config(proxy.url, api_key=key)).get("t-1")
+    shown = str(info.value) + repr(info.value)
+    assert "faults" not in shown and "xpk-fa" not in shown
+    assert proxy.seen == [] and proxy.connections == 0
+
+
+# Background mode, the platform hung or down, the process ended three ways: every report whose
+# call returned is in the outbox, and ``xpander-sync outbox flush`` delivers each exactly once.
+
+_BACKGROUND_CHILD = r"""
+import sys, time
+from xpander_sync import Backend, Configuration, RetryPolicy
+url, outbox, prefix, count, ending = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+backend = Backend(Configuration(api_key="xpk-faults", base_url=url, outbox=outbox, background_reports=True,
+                                connect_timeout=0.2, read_timeout=0.2, retry=RetryPolicy(max_retries=0)))
+for n in range(count):
+    receipt = backend.report_external_task(agent_id="agt-openai", id=f"{prefix}-{n:04d}", input=str(n))
+    print(receipt.task_id, flush=True)
+if ending == "exit":
+    sys.exit(0)
+time.sleep(60)  # wait for the signal
+"""
+BACKGROUND_REPORTS = 60
+
+
+@pytest.mark.parametrize("ending", ["exit", "SIGTERM", "SIGKILL"])
+@pytest.mark.parametrize("platform", ["hang", "503"])
+def test_background_reports_survive_the_end_of_the_process(proxy, local, tmp_path, platform, ending):
+    import random
+    import signal
+    import subprocess
+    import sys
+
+    outbox, prefix = str(tmp_path / "bg.sqlite3"), f"bg-{uuid.uuid4().hex[:8]}"
+    proxy.set_default(platform)  # hung: no answer within read_timeout; 503: the gateway says it is down
+    child = subprocess.Popen([sys.executable, "-c", _BACKGROUND_CHILD, proxy.url, outbox, prefix,
+                              str(BACKGROUND_REPORTS), ending], stdout=subprocess.PIPE, text=True)
+    # A signal comes at a random point while the child is still reporting; exit comes after the last.
+    stop_after = BACKGROUND_REPORTS if ending == "exit" else random.Random().randint(1, BACKGROUND_REPORTS - 10)
+    returned = []
+    try:
+        assert child.stdout is not None
+        for line in child.stdout:
+            returned.append(line.strip())
+            if len(returned) == stop_after:
+                break
+        if ending == "exit":
+            assert child.wait(timeout=30) == 0
+        else:
+            child.send_signal(getattr(signal, ending))
+            child.wait(timeout=30)
+            assert child.returncode == -getattr(signal, ending)
+        returned += [line.strip() for line in child.stdout]  # calls that returned before the signal landed
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(5)
+        child.stdout.close()
+    assert len(returned) >= stop_after and returned == [f"{prefix}-{n:04d}" for n in range(len(returned))]
+    written = {r["task_id"] for r in Outbox(outbox).pending()}
+    assert set(returned) <= written, f"lost: {sorted(set(returned) - written)}"
+    # Beyond those, at most the one being written when the signal came.
+    assert written <= set(returned) | {f"{prefix}-{len(returned):04d}"}
+    assert not [r for r in local.reports() if r["body"]["id"].startswith(prefix)]  # nothing got through
+
+    proxy.reset()
+    proxy.set_default("pass")
+    done = subprocess.run([sys.executable, "-m", "xpander_sync", "--api-key", "xpk-faults", "--base-url", proxy.url,
+                           "outbox", "flush", "--outbox", outbox], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    stored = [r["body"]["id"] for r in local.reports() if r["body"]["id"].startswith(prefix)]
+    sent = [json.loads(s.body)["id"] for s in proxy.seen if s.path.endswith("/report_task")]
+    assert sorted(stored) == sorted(written) and sorted(sent) == sorted(written)  # each delivered once
+    assert len(Outbox(outbox)) == 0

@@ -16,15 +16,37 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import os
+import re
 import string
 import sys
 from typing import Any, Iterator, List, Tuple
+from urllib.parse import unquote, urlsplit
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+import responses
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from xpander_sync import Agent, ResponseDecodeError, Task, TaskUpdateEvent, Tokens
+from xpander_sync import (
+    Agent,
+    Agents,
+    Backend,
+    Configuration,
+    ConfigurationError,
+    InvalidInputError,
+    MissingAgentError,
+    NotFoundError,
+    Reports,
+    ResponseDecodeError,
+    RetryPolicy,
+    ServerError,
+    Task,
+    Tasks,
+    TaskUpdateEvent,
+    Tokens,
+    XpanderError,
+)
 from xpander_sync._converter import structure, unstructure
 from xpander_sync.models.common import AgentExecutionStatus, MCPServerAuthType, OutputFormat, TaskUpdateEventType
 
@@ -360,3 +382,151 @@ def _at(obj: Any, path: Tuple[Any, ...]) -> Any:
     for key in path:
         obj = getattr(obj, key)
     return obj
+
+
+# -- issue 16: ids confined to their route, keys that cannot be headers, JSON deeper than the stack ------
+
+WIRE = settings(max_examples=75, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+BASE_URL = "https://api.test.xpander"
+WIRE_CONFIG = Configuration(api_key="xpk-fuzz", base_url=BASE_URL, retry=RetryPolicy(max_retries=0))
+ID_PIECES = [".", "..", "/", "%2F", "%2f", "%2e", "%", "?", "#", " ", "\t", "\n", "\r", "\x00", "\x7f", "\ud800",
+             "\udfff", "é", "~", "+", ";", "@", "agt-1", "\\", "&", "=", "\u2028", "😀"]
+weird_ids = (
+    st.lists(st.sampled_from(ID_PIECES) | st.text(max_size=3), min_size=1, max_size=6).map("".join)
+    | st.text(st.characters(exclude_categories=()), max_size=12)  # surrogates included
+)
+
+# call -> (method, where the id sits among the path's segments once split on "/")
+ID_CALLS = {
+    "Tasks.get": (lambda cfg, i: Tasks(cfg).get(i), "GET", 2),
+    "Tasks.stop": (lambda cfg, i: Tasks(cfg).stop(i), "DELETE", 2),
+    "Tasks.update": (lambda cfg, i: Tasks(cfg).update(i, result="x"), "PATCH", 2),
+    "Agents.get": (lambda cfg, i: Agents(cfg).get(i), "GET", 2),
+    "Reports.send": (lambda cfg, i: Reports(cfg).send(i, {"id": "r-1"}), "POST", 2),
+    "report_external_task": (lambda cfg, i: Backend(cfg).report_external_task(agent_id=i), "POST", 2),
+    "invoke_agent": (lambda cfg, i: Backend(cfg).invoke_agent(i, "hi"), "POST", 2),
+    "invoke_agent(task ref)": (
+        lambda cfg, i: Backend(cfg).invoke_agent("agt-1", json.dumps({"xpander_task_id": i})), "GET", 2),
+}
+SEGMENTS = {"Tasks.get": 4, "Tasks.update": 4, "Reports.send": 4, "report_external_task": 4,
+            "invoke_agent(task ref)": 4}
+
+
+def _answer(request: Any) -> Tuple[int, dict, str]:
+    path = urlsplit(request.url).path
+    if path.startswith("/agents/"):
+        body = load_fixture("agent_openai")
+    elif path.endswith("/report_task"):
+        body = load_fixture("report_response")
+    elif request.method == "POST":
+        body = load_fixture("create_task_response")
+    else:
+        body = load_fixture("task_status")
+    return 200, {"Content-Type": "application/json"}, json.dumps(body)
+
+
+@pytest.mark.parametrize("name", list(ID_CALLS))
+@WIRE
+@given(task_or_agent_id=weird_ids)
+def test_an_id_is_refused_before_sending_or_sent_as_one_segment(name, task_or_agent_id):
+    call, method, position = ID_CALLS[name]
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        for verb in ("GET", "POST", "PATCH", "DELETE"):
+            mock.add_callback(verb, re.compile(re.escape(BASE_URL) + r"/.*"), callback=_answer)
+        try:
+            call(WIRE_CONFIG, task_or_agent_id)
+        except (InvalidInputError, MissingAgentError):  # MissingAgentError: an empty agent id
+            assert len(mock.calls) == 0  # refused before anything was sent
+            return
+        except XpanderError:
+            pass  # the answer did not fit (the mock's sample payloads): the path is what matters here
+        assert len(mock.calls) == 1, [c.request.url for c in mock.calls]
+        request = mock.calls[0].request
+        assert request.method == method
+        path = urlsplit(request.url).path
+        segments = path.split("/")
+        assert len(segments) == SEGMENTS.get(name, 3), path  # the id added no segment
+        segment = segments[position]
+        assert "/" not in segment and unquote(segment) == task_or_agent_id, (path, task_or_agent_id)
+        assert task_or_agent_id not in (".", "..")
+
+
+EDGE_WHITESPACE = [" ", "\t", "\n", "\r\n", "\r", "\x0b", "\x0c", "\xa0", "\x85", "\u2028", "\u3000"]
+CONTROL = [chr(c) for c in range(32)] + ["\x7f"]
+
+
+@st.composite
+def unusable_keys(draw: Any) -> Tuple[str, str]:
+    """``(key, core)``: a plausible key (``core``) with whitespace at an edge or a control character anywhere."""
+    core = "xpk-" + draw(st.text(alphabet=string.ascii_letters + string.digits, min_size=12, max_size=30))
+    where = draw(st.sampled_from(["start", "end", "both", "inside"]))
+    edge = st.sampled_from(EDGE_WHITESPACE + CONTROL)
+    if where == "inside":
+        at = draw(st.integers(1, len(core) - 1))
+        return core[:at] + draw(st.sampled_from(CONTROL)) + core[at:], core
+    start = draw(edge) if where in ("start", "both") else ""
+    end = draw(edge) if where in ("end", "both") else ""
+    return start + core + end, core
+
+
+def _key_refusal(key: str, from_env: bool) -> ConfigurationError:
+    saved = os.environ.get("XPANDER_API_KEY")
+    try:
+        if from_env:
+            os.environ["XPANDER_API_KEY"] = key
+        with pytest.raises(ConfigurationError) as info:
+            Configuration() if from_env else Configuration(api_key=key)
+    finally:
+        if saved is None:
+            os.environ.pop("XPANDER_API_KEY", None)
+        else:
+            os.environ["XPANDER_API_KEY"] = saved
+    return info.value
+
+
+@settings(FUZZ, max_examples=100)
+@given(drawn=unusable_keys(), from_env=st.booleans())
+def test_a_key_with_whitespace_or_control_characters_is_refused_unseen(drawn, from_env):
+    key, core = drawn
+    if from_env:
+        key = key.replace("\x00", "")  # the environment cannot hold NUL
+        if key == key.strip() and not any(ord(c) < 32 or ord(c) == 127 for c in key):
+            return  # only the NUL made it unusable
+    error = _key_refusal(key, from_env)
+    assert error.__context__ is None or error.__suppress_context__
+    shown = "\n".join([str(error), repr(error), *map(str, error.args)])
+    assert key not in shown and core not in shown
+    # Nothing of the key shapes the message: the same key with other characters reads the same.
+    twin = _key_refusal(key.replace(core, "xpk-" + "Z" * (len(core) - 4)), from_env)
+    assert (str(error), repr(error)) == (str(twin), repr(twin))
+
+
+NESTINGS = {
+    "arrays": lambda d: "[" * d + "]" * d,
+    "unclosed": lambda d: "[" * d,
+    "objects": lambda d: '{"a":' * d + "1" + "}" * d,
+    "inside a task": lambda d: json.dumps(dict(load_fixture("task_status"), payload_extension={"deep": 0})).replace(
+        '{"deep": 0}', '{"deep": ' + "[" * d + "]" * d + "}"),
+}
+
+
+@WIRE
+@example(depth=100_000, shape="arrays", status=200)
+@example(depth=100_000, shape="unclosed", status=500)
+@example(depth=100_000, shape="inside a task", status=200)
+@given(depth=st.integers(1, 100_000), shape=st.sampled_from(sorted(NESTINGS)), status=st.sampled_from([200, 404, 500]))
+def test_json_nested_to_any_depth_is_a_typed_error_never_a_recursion_error(depth, shape, status):
+    body = NESTINGS[shape](depth)
+    with responses.RequestsMock() as mock:
+        mock.get(f"{BASE_URL}/agent-execution/t-1/status", body=body, status=status,
+                 content_type="application/json")
+        try:
+            task = Tasks(WIRE_CONFIG).get("t-1")
+        except RecursionError as exc:  # pragma: no cover - the failure this test looks for
+            raise AssertionError(f"RecursionError escaped ({shape}, depth {depth}, HTTP {status})") from exc
+        except XpanderError as exc:
+            expected = {200: ResponseDecodeError, 404: NotFoundError, 500: ServerError}[status]
+            assert type(exc) is expected, (shape, depth, status, repr(exc)[:200])
+            assert len(str(exc)) < 1200
+        else:
+            assert status == 200 and shape == "inside a task" and isinstance(task, Task)
