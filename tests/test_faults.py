@@ -548,3 +548,13 @@ def test_background_reports_survive_the_end_of_the_process(proxy, local, tmp_pat
     sent = [json.loads(s.body)["id"] for s in proxy.seen if s.path.endswith("/report_task")]
     assert sorted(stored) == sorted(written) and sorted(sent) == sorted(written)  # each delivered once
     assert len(Outbox(outbox)) == 0
+
+
+def test_a_trickled_head_cannot_hold_a_call_past_call_deadline(local, seeded_task):
+    """The head (status line and headers) is read by http.client, out of the body loop's reach:
+    the transport's connections read it under the call's deadline too."""
+    with FaultProxy(local.url, default="drip_head", drip_gap=0.05, hang_limit=30) as p:
+        _, error, elapsed = run_call(CALLS["get_task"], config(p.url, call_deadline=1.0), seeded_task, "")
+    assert_one_typed_error(error, RequestTimeoutError)
+    assert "call_deadline" in str(error)
+    assert elapsed <= 1.0 + SLACK, f"{elapsed:.2f}s"

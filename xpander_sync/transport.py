@@ -25,10 +25,10 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 from urllib3.exceptions import DecodeError, NewConnectionError, ProtocolError, ReadTimeoutError
 
 from ._cache import PlatformCaches
+from ._deadline import DeadlineAdapter, set_deadline
 from ._redact import scrub
 from ._retry import parse_retry_after, retry_delay
 from ._version import __version__
@@ -122,7 +122,7 @@ class Transport:
         session = requests.Session()
         session.headers.clear()
         session.trust_env = True
-        adapter = HTTPAdapter(
+        adapter = DeadlineAdapter(
             pool_connections=4,
             pool_maxsize=self.configuration.pool_maxsize,
             max_retries=0,
@@ -229,8 +229,17 @@ class Transport:
             send_headers["Content-Type"] = "application/json"
         query = _encode_params(params) if params else None
         timeout = timeout or self.configuration.timeout
-        policy = self.configuration.retry
         deadline = time.monotonic() + self.configuration.call_deadline
+        set_deadline(deadline)  # the answer's head is read under it too (_deadline)
+        try:
+            return self._send(method, target, route, query, body, send_headers, timeout, repeatable, deadline)
+        finally:
+            set_deadline(None)
+
+    def _send(self, method: str, target: str, route: str, query: Any, body: Optional[bytes],
+              send_headers: Dict[str, str], timeout: Tuple[float, float], repeatable: bool,
+              deadline: float) -> Response:
+        policy = self.configuration.retry
         attempt = 0
         while True:
             attempt += 1
@@ -255,6 +264,8 @@ class Transport:
                 elapsed = (time.perf_counter() - started) * 1000
                 connect_failure = _is_connect_failure(exc)
                 self._log(method, route, type(exc).__name__, elapsed, attempt)
+                if time.monotonic() >= deadline:  # the watchdog cut a head that trickled past it
+                    raise self._deadline_error(method, route) from None
                 delay = retry_delay(
                     policy,
                     attempt=attempt,
@@ -370,11 +381,7 @@ class Transport:
                         status_code=response.status_code,
                     )
                 if time.monotonic() > deadline:
-                    raise RequestTimeoutError(
-                        f"{method} {route} took longer than call_deadline "
-                        f"({self.configuration.call_deadline:g} s); the server is sending too slowly",
-                        method=method, route=route,
-                    )
+                    raise self._deadline_error(method, route)
                 chunks.append(chunk)
         except BaseException:
             response.close()  # drop the connection: the rest of the body is not wanted
@@ -382,6 +389,12 @@ class Transport:
         response._content = b"".join(chunks)
         response._content_consumed = True  # type: ignore[attr-defined]
         response.close()  # the body was read to its end: the connection goes back to the pool
+
+    def _deadline_error(self, method: str, route: str) -> RequestTimeoutError:
+        return RequestTimeoutError(
+            f"{method} {route} took longer than call_deadline ({self.configuration.call_deadline:g} s); "
+            "the server is answering too slowly", method=method, route=route,
+        )
 
     def _log(self, method: str, route: str, outcome: object, elapsed_ms: float, attempt: int) -> None:
         if logger.isEnabledFor(logging.DEBUG):
