@@ -444,3 +444,14 @@ def test_a_gzip_bomb_is_refused_at_the_size_cap():
 def test_the_bounds_are_checked(kwargs, field):
     with pytest.raises(XpanderError, match=field):
         Configuration(**kwargs)
+
+
+def test_the_deadline_watchdog_keeps_no_residue_after_calls_that_end_in_time(mocked, transport):
+    from xpander_sync import _deadline
+
+    with _SlowServer("trickle", pause=0.0) as url:
+        fast = Transport(Configuration(api_key="k", base_url=url, call_deadline=60))
+        mocked.add_passthru(url)
+        for _ in range(50):
+            fast.request("GET", "/agents/a1")
+    assert _deadline._watchdog._socks == {} and len(_deadline._watchdog._heap) <= 1

@@ -43,13 +43,16 @@ class _Watchdog:
 
     def watch(self, sock: socket.socket, deadline: float) -> int:
         with self._cond:
+            while self._heap and self._heap[0][1] not in self._socks:
+                heapq.heappop(self._heap)  # calls that ended in time: keep the heap small
             token = next(self._ids)
             self._socks[token] = sock
             heapq.heappush(self._heap, (deadline, token))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="xpander-sync-deadline", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if self._heap[0][1] == token:  # the thread sleeps until a later deadline: wake it (rarely)
+                self._cond.notify()
             return token
 
     def unwatch(self, token: int) -> bool:
