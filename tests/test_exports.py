@@ -12,7 +12,7 @@ EXPECTED = [
     "AgentExecutionStatus", "XpanderError", "ModuleException", "APIError", "AuthenticationError",
     "PermissionDeniedError", "NotFoundError", "RateLimitError", "ServerError", "TransportError",
     "RequestTimeoutError", "ResponseDecodeError", "ConfigurationError", "InvalidInputError", "on_auth_event",
-    "on_task", "on_boot", "on_shutdown", "ToolInvocationResult",
+    "on_task", "on_boot", "on_shutdown", "ToolInvocationResult", "QueuedReport", "FlushResult", "Reports",
 ]
 
 
