@@ -17,6 +17,7 @@ from xpander_sync import (
     NotFoundError,
     ServerError,
     Task,
+    Tasks,
     Tokens,
 )
 from xpander_sync._converter import structure
@@ -197,3 +198,25 @@ def test_an_unknown_framework_fails_before_the_agent_is_loaded(mocked, config):
     with pytest.raises(UnsupportedFrameworkError, match="nope"):
         Backend(config).get_args(agent_id="a", framework="nope")
     assert len(mocked.calls) == 0
+
+
+# -- issue 12: a model is bound to the client that loaded it --------------------------------------
+
+def test_a_reported_task_reloads_through_its_backends_own_transport(mocked, config, sleeps):
+    transport = Transport(config, sleep=sleeps, rand=lambda: 1.0)
+    mocked.post(REPORT_URL, json=load_fixture("report_response"))
+    task = Backend(config, transport=transport).report_external_task(agent_id="agt-openai")
+    status_url = f"{BASE}/agent-execution/{task.id}/status"
+    mocked.get(status_url, status=503)
+    mocked.get(status_url, json=dict(load_fixture("report_response"), result="reloaded"))
+    assert task.reload() is task and task.result == "reloaded"
+    assert len(sleeps.delays) == 1  # the retry slept through the injected transport, not a new one
+
+
+def test_a_model_built_by_hand_has_no_client_and_says_how_to_get_one(config):
+    data = load_fixture("task_status")
+    task = structure(data, Task)
+    assert task.configuration is None
+    with pytest.raises(InvalidInputError, match=r"Task.reload\(\) needs the platform client.*bind"):
+        task.reload()
+    assert Tasks(config).bind(task).configuration is config

@@ -21,6 +21,7 @@ from ..errors import InvalidInputError
 from ..models.task import Task
 from ..models.tokens import Tokens
 from ._base import Resource, route
+from .tasks import Tasks
 
 #: The report body keys, all always present.
 REPORT_KEYS = ("id", "input", "llm_response", "tokens", "is_success", "result", "duration", "used_tools")
@@ -169,6 +170,10 @@ class Reports(Resource):
         """
         path = route("/agent-execution/{agent_id}/report_task", agent_id=agent_id)
         return self._transport.request("POST", path, json=body, repeatable=True).data
+
+    def _handle_for(self, model: Any) -> Any:
+        # A recorded task reloads, saves and stops through Tasks, on this resource's transport.
+        return Tasks(self.configuration, transport=self._transport)
 
     def task(self, answer: Any) -> Task:
         """Decode the answer of :meth:`send` into the recorded task, bound to this resource.
