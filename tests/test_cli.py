@@ -224,3 +224,13 @@ def test_args_command_names_the_framework_it_built_for(local):
 def test_serve_beyond_loopback_without_a_key_is_a_usage_error(capsys):
     assert main(["serve", "--host", "0.0.0.0", "--port", "0"]) == 2
     assert "api_key" in capsys.readouterr().err
+
+
+def test_quickstart_needs_no_test_tooling():
+    """The README's main job runs in `pip install ".[agno]"`, where pytest is not installed: the
+    scripted model it uses must not come through the pytest plugin."""
+    pytest.importorskip("agno")
+    code = ("import sys; sys.modules['pytest'] = None  # 'import pytest' now fails, as without it\n"
+            "from xpander_sync.cli import main; sys.exit(main(['quickstart', '--json']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:] + done.stdout[-2000:]

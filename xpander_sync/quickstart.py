@@ -50,7 +50,7 @@ def _script(model: Any, args: Dict[str, Any]) -> None:
     to its first member, which answers, and the leader answers with the member's reply. A JSON
     agent answers a JSON object its schema accepts.
     """
-    from .testing import answer, answer_with_tool_result, call_first_tool, call_tool
+    from ._scripted_model import answer, answer_with_tool_result, call_first_tool, call_tool
 
     def final(agent_args: Dict[str, Any], prefix: str) -> Any:
         wrapper = agent_args.get("output_schema")
