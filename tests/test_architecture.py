@@ -24,7 +24,7 @@ MAX_LINES = 700
 #: Layer of each top-level part of the package: an import may only point to the same or a lower layer.
 LAYERS = {
     "_version": 0, "_retry": 0, "_async": 0, "_cache": 0, "_redact": 0, "_scripted_formats": 0, "_scripted_model": 0,
-    "_deadline": 0,
+    "_deadline": 0, "_process": 0,
     "errors": 1, "config": 1,
     "transport": 2, "models": 2, "_converter": 2, "handlers": 2,
     "resources": 3,

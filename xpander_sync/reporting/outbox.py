@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import threading
 import time
 import uuid
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, TypeVar, 
 
 import attrs
 
+from .._process import HOST, is_gone
 from ..errors import APIError, ModuleException, OutboxError
 
 if TYPE_CHECKING:  # sqlite3 is imported on first use (it is not needed unless an outbox is used)
@@ -358,32 +358,20 @@ def _decode(text: str) -> Any:
         return None
 
 
-_HOST = socket.gethostname()
-
-
 def _new_owner() -> str:
     """A flusher's claim mark: host, process id and a random part (``host:pid:hex``)."""
-    return f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex}"
+    return f"{HOST}:{os.getpid()}:{uuid.uuid4().hex}"
 
 
 def _owner_is_dead(owner: Optional[str]) -> bool:
     """Whether a claim was made by a process of this host that no longer runs."""
     parts = (owner or "").split(":")
-    if len(parts) < 3 or ":".join(parts[:-2]) != _HOST:
+    if len(parts) < 3 or ":".join(parts[:-2]) != HOST:
         return False  # another host (or an old-style mark): wait for the lease
     try:
-        pid = int(parts[-2])
+        return is_gone(int(parts[-2]))
     except ValueError:
         return False
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # it exists, owned by another user
-        return False
-    return False
 
 
 class _Tx:

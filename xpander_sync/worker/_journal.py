@@ -15,28 +15,19 @@ import json
 import logging
 import os
 import re
-import socket
 import threading
 from pathlib import Path
 from typing import List, Optional, Set, Tuple
 
+from .._process import HOST, is_gone
+
 logger = logging.getLogger(__name__)
 
-_HOST = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname()) or "host"
+_HOST = re.sub(r"[^A-Za-z0-9_.-]", "_", HOST) or "host"
 
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:120] or "_"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # it exists, owned by someone else
-        return True
-    return True
 
 
 class Journal:
@@ -105,7 +96,7 @@ class Journal:
                 pid = int(path.stem.rsplit("-", 1)[1])
             except (IndexError, ValueError):
                 continue
-            if pid == os.getpid() or _alive(pid):
+            if not is_gone(pid):
                 continue
             try:
                 ids = json.loads(path.read_text(encoding="utf-8"))
