@@ -851,3 +851,36 @@ def test_get_args_with_a_given_agent_does_not_modify_it(mocked, config):
     assert unstructure(agent) == before
     assert calls_of(mocked) == ["GET /metadata/default_llm_extra_headers", "GET /agents/agt-openai/db"]
     AgnoAgent(**args)
+
+
+def test_an_unreachable_session_store_is_left_out_with_one_warning(caplog):
+    """Issue 14: with no Postgres listening, agno would log a refused connection on every run."""
+    import socket
+
+    from xpander_sync.frameworks import agno as agno_adapter
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    open_port = listener.getsockname()[1]
+    try:
+        class Down(FakeContext):
+            def db_connection_uri(self, agent):
+                return f"postgresql://u:pw@127.0.0.1:{closed}/agents"
+
+        class Up(FakeContext):
+            def db_connection_uri(self, agent):
+                return f"postgresql://u:pw@127.0.0.1:{open_port}/agents"
+
+        with caplog.at_level("WARNING", logger="xpander_sync"):
+            built = [build(make_agent("agt-openai"), context=Down()) for _ in range(3)]
+        assert all("db" not in args and "add_history_to_context" not in args for args in built)
+        assert caplog.text.count("session store at 127.0.0.1") == 1 and "pw" not in caplog.text
+        AgnoAgent(**built[0])  # still a working agent
+        assert type(build(make_agent("agt-openai"), context=Up())["db"]) is PostgresDb
+    finally:
+        listener.close()
+        agno_adapter._probes.clear()

@@ -26,10 +26,12 @@ section 3.2, with the upstream bugs of its section 7 fixed):
   ``session_id`` (task's conversation id, else task id), ``user_id``, ``num_history_runs``,
   ``enable_session_summaries``, ``max_tool_calls_from_history`` and ``db``: a
   ``PostgresDb`` (``AsyncPostgresDb`` for ``aget_args``) in schema ``ag_<agent id>``, built
-  without connecting; a ``sqlite:`` address (what the local backend answers: a file of its
-  own) gives a ``SqliteDb``. An address nothing listens on is not probed at build time (that
-  would cost a connection per build): agno logs its refused connection on each run, so the
-  local backend answers a reachable SQLite file rather than a placeholder Postgres address.
+  without opening a session; a ``sqlite:`` address (what the local backend answers: a file
+  of its own) gives a ``SqliteDb``. A store on ``localhost`` or an IP address is probed with
+  one TCP connection, the answer remembered for a minute (a warm ``get_args`` probes
+  nothing): when nothing listens, the agent is built without ``db`` and history, with one
+  warning per address and process, rather than agno logging a refused connection on every
+  run. A host name is not looked up at build time; agno's own error names it.
 * ``tool_call_limit``: the task's (for the agent the task runs), else
   ``agno_settings.tool_call_limit``, else none. The official SDK defaults to 800
   (``XPANDER_TOOL_CALL_LIMIT``); agno's own default (no limit) is kept here so a
@@ -64,9 +66,14 @@ hook (activity events, preflight reports, approvals) and workspace-hosted MCP se
 from __future__ import annotations
 
 import copy
+import ipaddress
 import logging
 import os
+import socket
+import threading
+import time
 from typing import Any, Callable, Dict, List, Optional, Tuple, cast
+from urllib.parse import urlsplit
 
 from ..errors import FrameworkNotInstalledError, InvalidInputError, ResponseDecodeError
 from ..models.agent import Agent
@@ -112,6 +119,61 @@ SUPPORTED_PROVIDERS = tuple(
          "openai_compatible", *_OPENAI_LIKE_CLASSES, *_GENERIC_OPENAI_LIKE}
     )
 )
+
+
+#: Seconds a session store's reachability is remembered (the platform's metadata cache TTL).
+STORE_PROBE_TTL = 60.0
+_probes: Dict[Tuple[str, int], Tuple[float, bool]] = {}
+_warned_unreachable: set = set()
+_probe_lock = threading.Lock()
+
+
+def _store_reachable(uri: str, agent_id: str) -> bool:
+    """Whether a session store on an IP address or ``localhost`` accepts a TCP connection.
+
+    An unreachable store would make agno log a connection error on *every* run (and on every
+    history read); without it the agent runs, and its sessions are not kept, which one warning
+    per address says. Only addresses that need no name lookup are probed (a Postgres that is
+    not running on this machine or a private address; remembered for a minute, so a warm
+    ``get_args`` probes nothing); a host name is left to agno, whose error names it.
+    """
+    try:
+        parts = urlsplit(uri.strip())
+        host, port = parts.hostname, parts.port or 5432
+    except ValueError:  # a bad port: the URL check after this says so
+        return True
+    if not host or not _is_address(host):
+        return True
+    key = (host, port)
+    now = time.monotonic()
+    with _probe_lock:
+        cached = _probes.get(key)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    try:
+        socket.create_connection(key, timeout=1.0).close()
+        reachable = True
+    except OSError:
+        reachable = False
+    with _probe_lock:
+        _probes[key] = (now + STORE_PROBE_TTL, reachable)
+        first = not reachable and key not in _warned_unreachable
+        if first:
+            _warned_unreachable.add(key)
+    if first:
+        logger.warning("agent %s: the session store at %s:%d cannot be reached; the agent runs without "
+                       "session storage (sessions are not kept) until it can", agent_id, host, port)
+    return reachable
+
+
+def _is_address(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class AgnoAdapter(Adapter):
@@ -307,6 +369,9 @@ class AgnoAdapter(Adapter):
             args["markdown"] = False
 
     def _session_storage(self, args: Dict[str, Any], agent: Agent) -> None:
+        db = self._db(agent)
+        if db is None:  # the store cannot be reached: no history to read or write
+            return
         settings = agent.agno_settings
         task = self.task
         args["add_history_to_context"] = True
@@ -320,7 +385,7 @@ class AgnoAdapter(Adapter):
             args["enable_session_summaries"] = True
         if settings.max_tool_calls_from_history is not None and settings.max_tool_calls_from_history >= 1:
             args["max_tool_calls_from_history"] = settings.max_tool_calls_from_history
-        args["db"] = self._db(agent)
+        args["db"] = db
 
     def _db(self, agent: Agent) -> Any:
         is_async = bool(getattr(self.context, "is_async", False))
@@ -338,6 +403,8 @@ class AgnoAdapter(Adapter):
             from agno.db.sqlite import SqliteDb
 
             return SqliteDb(db_url=uri.strip())
+        if not _store_reachable(uri, agent.id):
+            return None  # one warning per address and process, instead of agno's error on every run
         url = sqlalchemy_url(uri, is_async=is_async)
         db_class = AsyncPostgresDb if is_async else PostgresDb
         try:
