@@ -143,6 +143,10 @@ class DeadlineAdapter(HTTPAdapter):
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        if hasattr(manager, "pool_classes_by_scheme"):
+        # An HTTP(S) proxy uses urllib3's plain pools: give it ours. A SOCKS proxy has pools of its
+        # own (they take SOCKS options): it keeps them, and its answers' heads are bounded by the
+        # read timeout only.
+        if getattr(manager, "pool_classes_by_scheme", None) == {"http": HTTPConnectionPool,
+                                                                "https": HTTPSConnectionPool}:
             manager.pool_classes_by_scheme = dict(_POOLS)
         return manager

@@ -25,7 +25,9 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
 import requests
-from urllib3.exceptions import DecodeError, NewConnectionError, ProtocolError, ReadTimeoutError
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import NewConnectionError, ReadTimeoutError
+from urllib3.exceptions import SSLError as Urllib3SSLError
 
 from ._cache import PlatformCaches
 from ._deadline import DeadlineAdapter, set_deadline
@@ -365,11 +367,16 @@ class Transport:
         cap = self.configuration.max_response_bytes
         chunks: List[bytes] = []
         size = 0
+        # urllib3 2.x: read1 returns what one receive brought; 1.26 has only read(amt), which
+        # waits for amt bytes (a trickle is then bounded between chunks, not between receives).
+        read = getattr(response.raw, "read1", None) or response.raw.read
         try:
             while True:
                 try:
-                    chunk = response.raw.read1(_READ_CHUNK, decode_content=True)
-                except (ReadTimeoutError, ProtocolError, DecodeError) as exc:
+                    chunk = read(_READ_CHUNK, decode_content=True)
+                except Urllib3SSLError as exc:  # a TLS failure mid-body, as requests would name it
+                    raise requests.exceptions.SSLError(exc) from None
+                except Urllib3Error as exc:  # read timeout, reset, bad chunking, bad gzip...
                     raise requests.exceptions.ConnectionError(exc) from None
                 if not chunk:
                     break

@@ -264,3 +264,31 @@ def test_the_claim_of_a_killed_flusher_is_taken_over_at_once(tmp_path):
     delivered = []
     result = Outbox(path).flush(lambda a, b: delivered.append(b["id"]), BASE)
     assert result.delivered == ["r0", "r1", "r2"] and delivered == ["r0", "r1", "r2"]
+
+
+def test_a_2xx_whose_answer_cannot_be_read_counts_as_delivered(mocked, outbox_config):
+    outbox = Outbox(outbox_config.outbox)
+    outbox.put("agt-openai", BASE, {"id": "t1"})
+    outbox.put("agt-openai", BASE, {"id": "t2"})
+    mocked.post(REPORT_URL, body="<html>ok</html>", status=200)  # the platform took it
+    mocked.post(REPORT_URL, json={})
+    result = Backend(outbox_config).flush_outbox()
+    assert result.delivered == ["t1", "t2"] and result.remaining == 0 and len(outbox) == 0
+
+
+def test_a_refused_row_is_parked_with_a_warning(mocked, outbox_config, caplog):
+    Outbox(outbox_config.outbox).put("agt-openai", BASE, {"id": "bad"})
+    mocked.post(REPORT_URL, json={"detail": "no such agent"}, status=404)
+    with caplog.at_level(logging.WARNING, logger="xpander_sync"):
+        assert Backend(outbox_config).flush_outbox().parked == 1
+    assert "report bad refused by the platform" in caplog.text and "parked" in caplog.text
+
+
+def test_rows_for_another_platform_are_not_counted_as_waiting(mocked, outbox_config):
+    outbox = Outbox(outbox_config.outbox)
+    outbox.put("agt-openai", "https://staging.example", {"id": "elsewhere"})
+    outbox.put("agt-openai", BASE, {"id": "mine"})
+    mocked.post(REPORT_URL, json={})
+    result = Backend(outbox_config).flush_outbox()
+    assert (result.delivered, result.remaining) == (["mine"], 0)  # a background thread stops probing
+    assert [r["task_id"] for r in outbox.pending()] == ["elsewhere"]

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, TypeVar, 
 import attrs
 
 from .._process import HOST, is_gone
-from ..errors import APIError, ModuleException, OutboxError
+from ..errors import ModuleException, OutboxError, ResponseDecodeError
 
 if TYPE_CHECKING:  # sqlite3 is imported on first use (it is not needed unless an outbox is used)
     import sqlite3
@@ -118,8 +118,9 @@ class FlushResult:
     Attributes:
         delivered: the task ids delivered, in order.
         failed: ``(task id, error)`` pairs of this flush's failures (parked ones included).
-        remaining: reports still waiting for delivery (parked ones not counted).
-        parked: reports parked in the outbox (refused by the platform, or unreadable).
+        remaining: reports for this flush's platform still waiting for delivery (parked ones
+            not counted).
+        parked: this platform's reports parked in the outbox (refused, or unreadable).
     """
 
     delivered: List[str]
@@ -133,10 +134,11 @@ class Outbox:
 
     Args:
         path: the SQLite file (created with its folder if missing).
-        lease: seconds a flusher may hold claimed rows before another process may take them.
+        lease: seconds a flusher may hold claimed rows before another process may take them
+            (longer than one send may take: the transport's ``call_deadline`` is 300 s).
     """
 
-    def __init__(self, path: Union[str, os.PathLike[str]], *, lease: float = 120.0) -> None:
+    def __init__(self, path: Union[str, os.PathLike[str]], *, lease: float = 600.0) -> None:
         self.path = str(path)
         self.lease = lease
         self._local = threading.local()
@@ -225,10 +227,13 @@ class Outbox:
 
         return _patiently(self.path, update)
 
-    def _count(self, parked: bool) -> int:
+    def _count(self, parked: bool, base_url: Optional[str] = None) -> int:
+        sql = "SELECT COUNT(*) FROM reports WHERE parked = ?" + (" AND base_url = ?" if base_url else "")
+        values = (int(parked), base_url) if base_url else (int(parked),)
+
         def count() -> int:
             with self._connect() as conn:
-                return int(conn.execute("SELECT COUNT(*) FROM reports WHERE parked = ?", (int(parked),)).fetchone()[0])
+                return int(conn.execute(sql, values).fetchone()[0])
 
         return _patiently(self.path, count)
 
@@ -312,18 +317,28 @@ class Outbox:
                 continue
             try:
                 send(agent_id, body)
+            except ResponseDecodeError as exc:
+                if exc.status_code is None or not 200 <= exc.status_code < 300:
+                    raise  # pragma: no cover - a decode error always comes with the answer's status
+                # Answered 2xx: the platform took it; only its answer could not be read.
+                logger.warning("outbox %s: report %s delivered (its answer could not be read: %s)",
+                               self.path, task_id, exc.description)
             except ModuleException as exc:
-                refused = isinstance(exc, APIError) and not exc.retryable
-                self._release(seq, owner, str(exc), park=refused)
                 failed.append((task_id, str(exc)))
-                stop = not refused
+                if exc.retryable:  # it may pass: stop here, so no later report overtakes this one
+                    self._release(seq, owner, str(exc))
+                    stop = True
+                    continue
+                self._release(seq, owner, str(exc), park=True)
+                logger.warning("outbox %s: report %s refused by the platform (%s); parked: `xpander-sync outbox "
+                               "list` shows it, Outbox.unpark() puts it back in line", self.path, task_id, exc)
                 continue
             self._delete(seq, owner)
             delivered.append(task_id)
         if delivered:
             logger.info("outbox %s: delivered %d report(s)", self.path, len(delivered))
-        return FlushResult(delivered=delivered, failed=failed, remaining=self._count(parked=False),
-                           parked=self._count(parked=True))
+        return FlushResult(delivered=delivered, failed=failed, remaining=self._count(parked=False, base_url=base_url),
+                           parked=self._count(parked=True, base_url=base_url))
 
     def _delete(self, seq: int, owner: str) -> None:
         def delete() -> None:
