@@ -2,9 +2,10 @@
 
 A worker stopped by SIGTERM drains and marks what it could not finish. One killed by SIGKILL
 (or the OOM killer) cannot: its tasks would stay ``executing`` on the platform forever. So each
-worker process keeps a small file, ``{state}/worker/{agent}/{host}-{pid}.json``, listing the ids
-of the tasks it is running (written atomically when one starts or ends). When a worker starts,
-it looks for files of processes of this host that no longer run, marks their tasks that are
+worker process keeps a small file, ``{state}/worker/{agent}/{host}-{pid}-{token}.json``, listing
+the ids of the tasks it is running (written atomically when one starts or ends), and holds a lock
+on a file beside it for as long as it lives. When a worker starts, it looks for files of this
+host whose lock is free (their writer died, whatever pid a restarted container now has), marks their tasks that are
 still ``executing`` as ``error`` (with a result saying why), and deletes the files. A file that
 cannot be written only costs this safety net: the worker runs on, with one warning.
 """
@@ -16,8 +17,9 @@ import logging
 import os
 import re
 import threading
+import uuid
 from pathlib import Path
-from typing import List, Optional, Set, Tuple
+from typing import Any, List, Optional, Set, Tuple
 
 from .._process import HOST, is_gone
 
@@ -33,6 +35,11 @@ def _safe(name: str) -> str:
 class Journal:
     """This process's running tasks for one agent.
 
+    Files: ``{host}-{pid}-{token}.json`` (the task ids, replaced atomically) and a ``.lock``
+    beside it, locked (``flock``) for as long as the process lives. The lock, not the process
+    id, says whether the writer still runs: a container restarted with the same host name and
+    pid 1 again still finds its killed predecessor's file unlocked.
+
     Args:
         folder: the folder for journal files (``None``: no journal).
         agent_id: the worker's agent.
@@ -40,7 +47,9 @@ class Journal:
 
     def __init__(self, folder: Optional[str], agent_id: str) -> None:
         self._dir = Path(folder) / _safe(agent_id) if folder else None
-        self._path = self._dir / f"{_HOST}-{os.getpid()}.json" if self._dir else None
+        stem = f"{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self._path = self._dir / f"{stem}.json" if self._dir else None
+        self._lock_file: Optional[Any] = None
         self._ids: Set[str] = set()
         self._lock = threading.Lock()
         self._broken = False
@@ -56,7 +65,7 @@ class Journal:
             self._write()
 
     def remove(self, task_id: str) -> None:
-        """Record that a task is no longer running here (finished, saved or given up).
+        """Record that a task is no longer running here (its result saved, or marked).
 
         Args:
             task_id: the task.
@@ -71,9 +80,9 @@ class Journal:
             return
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
-            if not self._ids:
-                self._path.unlink(missing_ok=True)
-                return
+            if self._lock_file is None:
+                self._lock_file = open(self._path.with_suffix(".lock"), "a")
+                _lock_exclusive(self._lock_file)
             temp = self._path.with_suffix(".tmp")
             temp.write_text(json.dumps(sorted(self._ids)), encoding="utf-8")
             os.replace(temp, self._path)
@@ -83,7 +92,7 @@ class Journal:
                            "reclaimed", self._path, exc.strerror)
 
     def orphans(self) -> List[Tuple[Path, List[str]]]:
-        """The journals of this host's workers for this agent that no longer run.
+        """The journals of this host's workers for this agent whose process no longer runs.
 
         Returns:
             ``(file, task ids)`` pairs.
@@ -91,12 +100,9 @@ class Journal:
         if self._dir is None or not self._dir.is_dir():
             return []
         found = []
-        for path in sorted(self._dir.glob(f"{_HOST}-*.json")):
-            try:
-                pid = int(path.stem.rsplit("-", 1)[1])
-            except (IndexError, ValueError):
-                continue
-            if not is_gone(pid):
+        for path in sorted(self._dir.glob("*.json")):
+            host = path.stem.rpartition("-")[0].rpartition("-")[0]  # {host}-{pid}-{token}
+            if host != _HOST or path == self._path or not _writer_is_gone(path.with_suffix(".lock")):
                 continue
             try:
                 ids = json.loads(path.read_text(encoding="utf-8"))
@@ -112,7 +118,34 @@ class Journal:
         Args:
             path: a file from :meth:`orphans`.
         """
-        try:
-            path.unlink(missing_ok=True)
-        except OSError as exc:
-            logger.warning("could not delete the worker journal %s: %s", path, exc.strerror)
+        for file in (path, path.with_suffix(".lock")):
+            try:
+                file.unlink(missing_ok=True)
+            except OSError as exc:
+                logger.warning("could not delete the worker journal %s: %s", file, exc.strerror)
+
+
+def _lock_exclusive(handle: Any) -> None:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: the pid in the name is all there is
+        return
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _writer_is_gone(lock_path: Path) -> bool:
+    """Whether the process that wrote a journal has ended: its lock can be taken (or never existed)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        pid = lock_path.stem.rsplit("-", 2)[-2]
+        return pid.isdigit() and is_gone(int(pid))
+    try:
+        with open(lock_path, "a") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            return True
+    except BlockingIOError:
+        return False
+    except OSError:
+        return False

@@ -287,7 +287,6 @@ class Runner:
         except Exception:  # a bug of ours: never kill the process, never lose the slot
             logger.exception("internal error while handling task %s", task.id)
         finally:
-            self._journal.remove(task.id)
             with self._lock:
                 self._jobs.pop(task.id, None)
                 self._admitting.discard(task.id)
@@ -343,9 +342,10 @@ class Runner:
         saved = self._until_done(task.save, f"save task {task_id}", give_up=self._stop.give_up)
         # The server's copy replaced ours; keep what the handler set (upstream loses used_tools).
         task.tokens, task.used_tools = tokens, used_tools
-        if not saved:
+        if not saved:  # still "executing" on the platform: the journal keeps it for the next start
             logger.error("task %s: the result could not be saved before the worker stopped", task_id)
             return
+        self._journal.remove(task_id)
         self._counters.add("failed" if failed else "completed")
         logger.info("task %s: saved with status %s", task_id, task.status)
         if task.tokens is not None:
@@ -428,5 +428,6 @@ class Runner:
             self._tasks.update(task_id, status=AgentExecutionStatus.ERROR,
                                result="the worker stopped before the handler finished",
                                timeout=(connect, ABANDON_TIMEOUT))
+            self._journal.remove(task_id)
         except XpanderError as exc:
             logger.error("could not mark task %s as error: %s", task_id, exc)
