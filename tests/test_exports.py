@@ -31,3 +31,10 @@ def test_import_loads_no_framework():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_first_releases_outbox_module_still_imports():
+    from xpander_sync import reporting
+    from xpander_sync.outbox import FlushResult, Outbox, QueuedReport
+
+    assert (Outbox, QueuedReport, FlushResult) == (reporting.Outbox, reporting.QueuedReport, reporting.FlushResult)

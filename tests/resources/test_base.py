@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from xpander_sync import Agents, Backend, InvalidInputError, Reports, Tasks
+from xpander_sync import Agents, Backend, InvalidInputError, MCPServerDetails, Reports, Tasks
+from xpander_sync.resources import Events, MCPAuth, Tools
 from xpander_sync.resources._base import route
 
 from ..conftest import BASE, load_fixture
@@ -31,11 +32,22 @@ def test_every_id_is_one_percent_encoded_segment():
     lambda c: Reports(c).send("..", {"id": "r1"}),
     lambda c: Backend(c).report_external_task(agent_id=".."),
     lambda c: Backend(c).invoke_agent(agent_id="agt-1", prompt='{"xpander_task_id": ".."}'),
+    lambda c: Tools(c).invoke("agt-1", "..", {}),
+    lambda c: Tools(c).invoke("agt-1", "op", {}, agent_version="1\r\n"),
+    lambda c: MCPAuth(c).get_token("..", "u1", MCPServerDetails(url="https://m"), execution_id="t",
+                                   generate_login_url=False),
+    lambda c: Events(c).push("..", []),
 ])
 def test_dot_ids_send_nothing(mocked, config, call):
     with pytest.raises(InvalidInputError):
         call(config)
     assert len(mocked.calls) == 0
+
+
+def test_the_build_resources_encode_ids_too(mocked, config):
+    mocked.post(f"{BASE}/agents/a%252Fb/operations/op%20x", json={"ok": True})
+    Tools(config).invoke("a%2Fb", "op x", {})
+    assert mocked.calls[0].request.path_url == "/agents/a%252Fb/operations/op%20x"
 
 
 def test_an_encoded_slash_reaches_the_platform_still_encoded(mocked, config):

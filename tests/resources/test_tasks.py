@@ -168,3 +168,14 @@ def test_a_public_redirect_is_followed_and_a_long_file_is_cut(mocked, config):
     content = json.loads(Tasks(config).bind(structure(data, Task)).to_message().split("\n")[-1])["content"]
     assert content.startswith("a" * 100) and content.endswith(f"[cut: the file is longer than {MAX_FILE_BYTES} bytes]")
     assert len(content) < MAX_FILE_BYTES + 100
+
+
+def test_a_file_with_a_charset_python_does_not_know_is_read_as_utf8(mocked, config):
+    from xpander_sync._converter import structure
+
+    data = load_fixture("task_status")
+    data["input"]["files"] = ["https://93.184.215.14/notes.txt"]
+    mocked.get("https://93.184.215.14/notes.txt", body="héllo".encode(),
+               headers={"Content-Type": "text/plain; charset=x-no-such-charset"})
+    content = json.loads(Tasks(config).bind(structure(data, Task)).to_message().split("\n")[-1])["content"]
+    assert content == "héllo"

@@ -567,7 +567,8 @@ def stdio_command(server: MCPServerDetails, label: str) -> Optional[Tuple[str, L
     except ValueError:
         logger.warning("local MCP server %r: its command is not a valid command line; skipped", label)
         return None
-    env = {str(k): str(v) for k, v in (server.env_vars or {}).items() if v is not None}
+    # Masked: the process gets the real values, a printed tool object shows '***' (tokens live here).
+    env = mask_header_values({str(k): str(v) for k, v in (server.env_vars or {}).items() if v is not None})
     return argv[0], argv[1:], env or None
 
 

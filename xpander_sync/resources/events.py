@@ -7,7 +7,7 @@ from typing import Sequence
 from .._async import async_twin
 from .._converter import unstructure
 from ..models.events import TaskUpdateEvent
-from ._base import Resource, check_id
+from ._base import Resource, route
 
 
 class Events(Resource):
@@ -33,9 +33,7 @@ class Events(Resource):
             InvalidInputError: a bad ``task_id``.
             ModuleException: the platform refused the call or could not be reached.
         """
-        check_id("task_id", task_id)
-        self._transport.request(
-            "POST", f"/agent-execution/{task_id}/events/push", json=[unstructure(event) for event in events]
-        )
+        path = route("/agent-execution/{task_id}/events/push", task_id=task_id)
+        self._transport.request("POST", path, json=[unstructure(event) for event in events])
 
     apush = async_twin(push)

@@ -8,7 +8,7 @@ from .._async import async_twin
 from .._converter import unstructure
 from ..errors import ResponseDecodeError
 from ..models.agent import MCPServerDetails
-from ._base import Resource, check_id
+from ._base import Resource, route
 
 
 def token_body(server: MCPServerDetails) -> Dict[str, Any]:
@@ -69,10 +69,9 @@ class MCPAuth(Resource):
             ResponseDecodeError: the answer is not a JSON object.
             ModuleException: the platform refused the call or could not be reached.
         """
-        check_id("agent_id", agent_id)
-        check_id("user_key", user_key)
+        path = route("/mcp_auth/{agent_id}/{user_key}/get_token", agent_id=agent_id, user_key=user_key)
         answer = self._transport.request(
-            "POST", f"/mcp_auth/{agent_id}/{user_key}/get_token", json=token_body(server), repeatable=True,
+            "POST", path, json=token_body(server), repeatable=True,
             params={"execution_id": execution_id, "generate_login_url": generate_login_url},
         ).data
         if not isinstance(answer, dict):

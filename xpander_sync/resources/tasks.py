@@ -440,7 +440,10 @@ def _download(url: str, timeout: float) -> str:
                     data += chunk
                     if len(data) > MAX_FILE_BYTES:
                         break
-                text = data[:MAX_FILE_BYTES].decode(response.encoding or "utf-8", errors="replace")
+                try:
+                    text = data[:MAX_FILE_BYTES].decode(response.encoding or "utf-8", errors="replace")
+                except LookupError:  # a charset Python does not know: read it as UTF-8
+                    text = data[:MAX_FILE_BYTES].decode("utf-8", errors="replace")
                 if len(data) > MAX_FILE_BYTES:
                     text += f"\n[cut: the file is longer than {MAX_FILE_BYTES} bytes]"
                 return text

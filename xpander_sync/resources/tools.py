@@ -6,7 +6,7 @@ from typing import Any, Dict, Optional, Union
 
 from .._async import async_twin
 from ..models.tools import ToolInvocationResult
-from ._base import Resource, check_id
+from ._base import Resource, check_id, route, version_header
 
 
 class Tools(Resource):
@@ -48,14 +48,11 @@ class Tools(Resource):
             ModuleException: the platform refused the call or could not be reached (the
                 caller turns it into an error result for the LLM).
         """
-        check_id("agent_id", agent_id)
-        check_id("tool_id", tool_id)
-        headers = {"x-agent-version": str(agent_version)} if agent_version is not None else {}
+        path = route("/agents/{agent_id}/operations/{tool_id}", agent_id=agent_id, tool_id=tool_id)
+        headers = version_header(agent_version)
         if task_id:
-            headers["x-execution-id"] = task_id
-        response = self._transport.request(
-            "POST", f"/agents/{agent_id}/operations/{tool_id}", json=payload, headers=headers
-        )
+            headers["x-execution-id"] = check_id("task_id", task_id)
+        response = self._transport.request("POST", path, json=payload, headers=headers)
         return ToolInvocationResult(
             tool_id=tool_id, payload=payload, status_code=response.status_code, result=response.data,
             is_success=True, is_error=False, task_id=task_id,
