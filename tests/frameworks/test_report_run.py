@@ -1,0 +1,204 @@
+"""``Backend.report_run``: a real turn of every framework, reported from its run result.
+
+Each framework runs one turn (a single agent, and a team where the adapter builds one) against
+the local backend's scripted model, as in :mod:`.test_run_matrix`; ``report_run`` must then
+send exactly the tokens the scripted model answered (summed over every model call, each turn
+with its own numbers), the tools the model called in call order, the final text and success.
+A run whose model answers errors (no LLM mounted: a 503) reports ``is_success=False``: agno
+returns a run with an error status, the other frameworks raise, and the exception is the
+failed run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any, Callable, Dict, List
+
+import pytest
+
+from xpander_sync import Backend, Configuration
+from xpander_sync.errors import InvalidInputError
+from xpander_sync.frameworks import ADAPTERS, summarize_run
+from xpander_sync.local import LocalBackend
+from xpander_sync.testing import ScriptedModel, Usage, answer, answer_with_tool_result, call_first_tool
+
+from .conftest import require_framework
+from .test_run_matrix import DRIVERS, FAMILIES, PROMPT, TOOL_ANSWER, TOOL_ID, _agents, platform  # noqa: F401
+
+# -- each framework's run, returning its own run result ---------------------------------------
+
+
+def _agno(args: Dict[str, Any]) -> Any:
+    from agno.agent import Agent
+    from agno.team import Team
+
+    return (Team(**args) if "members" in args else Agent(**args)).run(PROMPT)
+
+
+def _openai_agents(args: Dict[str, Any]) -> Any:
+    from agents import Agent, Runner, set_tracing_disabled
+
+    set_tracing_disabled(True)
+    return Runner.run_sync(Agent(**args), PROMPT)
+
+
+def _langchain(args: Dict[str, Any]) -> Any:
+    from langchain.agents import create_agent
+
+    return create_agent(**args).invoke({"messages": [{"role": "user", "content": PROMPT}]})
+
+
+def _strands(args: Dict[str, Any]) -> Any:
+    from strands import Agent
+
+    return Agent(**args)(PROMPT)
+
+
+def _google_adk(args: Dict[str, Any]) -> Any:
+    from google.adk.agents import LlmAgent
+    from google.adk.runners import InMemoryRunner
+    from google.genai import types
+
+    runner = InMemoryRunner(agent=LlmAgent(**args), app_name="report")
+    message = types.Content(role="user", parts=[types.Part(text=PROMPT)])
+
+    async def run() -> List[Any]:
+        session = await runner.session_service.create_session(app_name="report", user_id="u-1")
+        return [e async for e in runner.run_async(user_id="u-1", session_id=session.id, new_message=message)]
+
+    return asyncio.run(run())
+
+
+def _pydantic_ai(args: Dict[str, Any]) -> Any:
+    from pydantic_ai import Agent
+
+    return Agent(**args).run_sync(PROMPT)
+
+
+RUNNERS: Dict[str, Callable[[Dict[str, Any]], Any]] = {
+    "agno": _agno,
+    "open-ai-agents": _openai_agents,
+    "langchain": _langchain,
+    "strands-agents": _strands,
+    "google-adk": _google_adk,
+    "pydantic-ai": _pydantic_ai,
+}
+#: The frameworks whose run result carries its team members' model calls (a member run as a
+#: tool by the other adapters is a separate run the leader's result does not count).
+TEAM_RESULTS = ("agno", "open-ai-agents", "google-adk")
+
+
+def test_every_registered_adapter_has_a_runner() -> None:
+    assert set(RUNNERS) == set(ADAPTERS)
+
+
+def _setup(platform: LocalBackend, name: str) -> Any:  # noqa: F811
+    require_framework(name)
+    _agents(platform, name, FAMILIES["openai-chat"])
+    model = platform.mount_llm(ScriptedModel(usage=Usage(13, 5)))
+    backend = Backend(Configuration(api_key="xpk-matrix", base_url=platform.url, organization_id="local-org",
+                                    agent_cache_ttl=0))
+    return model, backend
+
+
+def _reported(platform: LocalBackend) -> Dict[str, Any]:  # noqa: F811
+    reports = platform.reports()
+    assert len(reports) == 1, reports
+    return reports[0]["body"]  # type: ignore[no-any-return]
+
+
+def _called_tools(model: ScriptedModel) -> List[str]:
+    return [r.tool_call["name"] for r in model.requests if r.tool_call]
+
+
+CASES = [
+    pytest.param(name, shape, id=f"{name}-{shape}", marks=pytest.mark.framework(name))
+    for name in RUNNERS
+    for shape in (("solo", "team") if name in TEAM_RESULTS else ("solo",))
+]
+
+
+@pytest.mark.parametrize("name,shape", CASES)
+def test_report_run_sends_the_runs_tokens_tools_and_text(platform: LocalBackend, name: str,  # noqa: F811
+                                                         shape: str) -> None:
+    model, backend = _setup(platform, name)
+    agent_id = "agt-mx-solo" if shape == "solo" else "agt-mx-lead"
+    task = backend.invoke_agent(agent_id, PROMPT)
+    args = backend.get_args(agent_id=agent_id, task=task)
+    turns = [call_first_tool(TOOL_ID, {"query_params": {"q": "the answer"}}, usage=Usage(101, 17)),
+             answer_with_tool_result("final: ", usage=Usage(211, 29))]
+    driver = DRIVERS[name]
+    if shape == "team":
+        delegate = driver.delegate(args) if driver.delegate else call_first_tool("ask_", {"request": PROMPT})
+        model.script(delegate, *turns)
+        if not driver.handoff:
+            model.script(answer_with_tool_result("final: "))
+    else:
+        model.script(*turns)
+
+    run = RUNNERS[name](args)
+    assert model.remaining == 0 and all(r.status == 200 for r in model.requests)
+    answer_ = backend.report_run(agent_id, run=run, task=task, duration=1.5)
+
+    body = _reported(platform)
+    total = model.total_usage
+    assert body["tokens"]["prompt_tokens"] == total.prompt_tokens
+    assert body["tokens"]["completion_tokens"] == total.completion_tokens
+    assert body["used_tools"] == _called_tools(model)
+    assert TOOL_ID in body["used_tools"]
+    assert body["result"].startswith("final: ") and TOOL_ANSWER in body["result"]
+    assert body["is_success"] is True
+    assert body["id"] == task.id and body["input"] == PROMPT and body["duration"] == 1.5
+    assert body["llm_response"]["framework"] == name
+    assert "xpk-matrix" not in str(body) and "sk-stored" not in str(body)
+    assert answer_.id == task.id
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.framework(n)) for n in RUNNERS])
+def test_a_failed_run_is_reported_as_a_failure(platform: LocalBackend, name: str) -> None:  # noqa: F811
+    _, backend = _setup(platform, name)
+    args = backend.get_args(agent_id="agt-mx-solo")
+    platform.unmount_llm()  # every model request now gets a 503
+    try:
+        run: Any = RUNNERS[name](args)
+    except Exception as exc:  # the framework raises: the exception is the failed run
+        run = exc
+    if name == "agno":  # agno returns a run with an error status
+        assert not isinstance(run, BaseException)
+    backend.report_run("agt-mx-solo", run=run, input=PROMPT)
+    body = _reported(platform)
+    assert body["is_success"] is False, body
+    assert body["result"], body
+    assert "xpk-matrix" not in str(body) and "sk-stored" not in str(body)
+
+
+@pytest.mark.framework("agno")
+def test_explicit_fields_win_and_async_twin(platform: LocalBackend) -> None:  # noqa: F811
+    model, backend = _setup(platform, "agno")
+    args = backend.get_args(agent_id="agt-mx-solo")
+    model.script(answer("plain"))
+    run = _agno(args)
+    asyncio.run(backend.areport_run("agt-mx-solo", run=run, input=PROMPT, result="mine", used_tools=["x"],
+                                    is_success=False))
+    body = _reported(platform)
+    assert (body["result"], body["used_tools"], body["is_success"]) == ("mine", ["x"], False)
+    assert body["tokens"]["prompt_tokens"] == 13 and body["tokens"]["completion_tokens"] == 5
+
+
+def test_an_unknown_object_names_the_supported_types() -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        summarize_run(object())
+    assert "RunOutput" in str(caught.value) and "AgentRunResult" in str(caught.value)
+    with pytest.raises(InvalidInputError):
+        Backend(Configuration(api_key="xpk", base_url="http://127.0.0.1:9")).report_run("agt-1", run={"x": 1})
+
+
+def test_recognising_a_result_imports_no_framework() -> None:
+    before = set(sys.modules)
+    with pytest.raises(InvalidInputError):
+        summarize_run([1, 2])
+    summary = summarize_run(RuntimeError("boom sk-secret-123456"), ["sk-secret-123456"])
+    assert summary.is_success is False and "sk-secret" not in (summary.result or "")
+    frameworks = {"agno", "agents", "langchain_core", "strands", "google.adk", "pydantic_ai"}
+    assert not {m for m in set(sys.modules) - before if m.split(".")[0] in frameworks or m in frameworks}
