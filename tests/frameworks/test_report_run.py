@@ -12,6 +12,9 @@ failed run.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
 import sys
 from typing import Any, Callable, Dict, List
 
@@ -84,9 +87,10 @@ RUNNERS: Dict[str, Callable[[Dict[str, Any]], Any]] = {
     "google-adk": _google_adk,
     "pydantic-ai": _pydantic_ai,
 }
-#: The frameworks whose run result carries its team members' model calls (a member run as a
-#: tool by the other adapters is a separate run the leader's result does not count).
-TEAM_RESULTS = ("agno", "open-ai-agents", "google-adk")
+#: The frameworks whose run result carries its team members' runs (langchain: the member's state
+#: is its tool message's artifact; pydantic-ai: the member runs with the leader's usage). Strands
+#: runs a member through ``Agent.as_tool``: a separate agent the leader's AgentResult does not carry.
+TEAM_RESULTS = ("agno", "open-ai-agents", "google-adk", "langchain", "pydantic-ai")
 
 
 def test_every_registered_adapter_has_a_runner() -> None:
@@ -202,3 +206,25 @@ def test_recognising_a_result_imports_no_framework() -> None:
     assert summary.is_success is False and "sk-secret" not in (summary.result or "")
     frameworks = {"agno", "agents", "langchain_core", "strands", "google.adk", "pydantic_ai"}
     assert not {m for m in set(sys.modules) - before if m.split(".")[0] in frameworks or m in frameworks}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.framework(n)) for n in RUNNERS])
+def test_the_run_command_runs_and_reports_a_turn(platform: LocalBackend, name: str,  # noqa: F811
+                                                 tmp_path: Any) -> None:
+    """``xpander-sync run`` in a subprocess, for this framework: the answer, and the report's real numbers."""
+    model, _ = _setup(platform, name)
+    model.script(call_first_tool(TOOL_ID, {"query_params": {"q": "the answer"}}, usage=Usage(101, 17)),
+                 answer_with_tool_result("final: ", usage=Usage(211, 29)))
+    env = dict(os.environ, XPANDER_BASE_URL=platform.url, XPANDER_API_KEY="xpk-matrix",
+               XPANDER_OUTBOX=str(tmp_path / "outbox.sqlite3"))
+    done = subprocess.run([sys.executable, "-m", "xpander_sync", "run", "agt-mx-solo", PROMPT, "--json"],
+                          capture_output=True, text=True, env=env, timeout=180)
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    body = _reported(platform)
+    assert document["framework"] == name and document["is_success"] is True
+    assert document["result"].startswith("final: ") and TOOL_ANSWER in document["result"]
+    assert document["tokens"]["prompt_tokens"] == body["tokens"]["prompt_tokens"] == model.total_usage.prompt_tokens
+    assert body["tokens"]["completion_tokens"] == model.total_usage.completion_tokens
+    assert document["used_tools"] == body["used_tools"] == _called_tools(model)
+    assert document["report"] == {"id": body["id"], "delivered": True, "outbox": None}

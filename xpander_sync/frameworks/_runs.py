@@ -16,7 +16,7 @@ model id, the status or stop reason, and the final text.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import attrs
 
@@ -206,16 +206,9 @@ def _is_lc_message(value: Any) -> bool:
     return _from(value, "langchain_core.messages", "langchain.messages")
 
 
-def langchain(run: Any) -> Optional[RunSummary]:
-    if isinstance(run, dict) and isinstance(run.get("messages"), list) and run["messages"] \
-            and all(_is_lc_message(m) for m in run["messages"]):
-        messages = run["messages"]
-    elif _is_lc_message(run):
-        messages = [run]
-    else:
-        return None
-    counts, tools, ok = [0, 0, 0, 0], [], True  # type: List[int], List[str], bool
-    model = None
+def _langchain_walk(messages: List[Any], counts: List[int], tools: List[str], depth: int = 0) -> Tuple[bool, Any]:
+    """Sum tokens and tools over ``messages`` and the members' states carried as tool artifacts."""
+    ok, model = True, None
     for message in messages:
         usage = _get(message, "usage_metadata")
         if usage:
@@ -225,10 +218,27 @@ def langchain(run: Any) -> Optional[RunSummary]:
         for call in _get(message, "tool_calls") or []:
             if _get(call, "name"):
                 tools.append(str(_get(call, "name")))
-        if _get(message, "type") == "tool" and _get(message, "status") == "error":
-            ok = False
+        if _get(message, "type") == "tool":
+            if _get(message, "status") == "error":
+                ok = False
+            artifact = _get(message, "artifact")
+            if depth < 8 and isinstance(artifact, dict) and isinstance(artifact.get("messages"), list):
+                ok = _langchain_walk(artifact["messages"], counts, tools, depth + 1)[0] and ok
         metadata = _get(message, "response_metadata") or {}
         model = _get(metadata, "model_name") or _get(metadata, "model") or model
+    return ok, model
+
+
+def langchain(run: Any) -> Optional[RunSummary]:
+    if isinstance(run, dict) and isinstance(run.get("messages"), list) and run["messages"] \
+            and all(_is_lc_message(m) for m in run["messages"]):
+        messages = run["messages"]
+    elif _is_lc_message(run):
+        messages = [run]
+    else:
+        return None
+    counts, tools = [0, 0, 0, 0], []  # type: List[int], List[str]
+    ok, model = _langchain_walk(messages, counts, tools)
     text = _text(_get(messages[-1], "content"))
     structured = run.get("structured_response") if isinstance(run, dict) else None
     if structured is not None:
@@ -259,24 +269,39 @@ def strands(run: Any) -> Optional[RunSummary]:
 # -- pydantic-ai: AgentRunResult --------------------------------------------------------------------
 
 
+#: The key of a team member's run result in its delegation tool's return metadata (the
+#: member's tokens are already in the leader's usage: only its tools are read from it).
+MEMBER_RUN_METADATA = "xpander_member_run"
+
+
+def _pydantic_ai_tools(run: Any, tools: List[str], depth: int = 0) -> Any:
+    model = None
+    messages: Iterable[Any] = run.new_messages() if callable(getattr(run, "new_messages", None)) else []
+    for message in messages:
+        response = _get(message, "kind") == "response"
+        model = (_get(message, "model_name") if response else None) or model
+        for part in _get(message, "parts") or []:
+            kind = _get(part, "part_kind")
+            if response and kind == "tool-call":
+                tools.append(str(_get(part, "tool_name")))
+            metadata = _get(part, "metadata")
+            if kind == "tool-return" and depth < 8 and isinstance(metadata, dict) and MEMBER_RUN_METADATA in metadata:
+                _pydantic_ai_tools(metadata[MEMBER_RUN_METADATA], tools, depth + 1)
+    return model
+
+
 def pydantic_ai(run: Any) -> Optional[RunSummary]:
-    if not (_from(run, "pydantic_ai") and hasattr(run, "output") and callable(getattr(run, "usage", None))):
+    if not (_from(run, "pydantic_ai") and hasattr(run, "output") and hasattr(run, "usage")):
         return None
-    usage = run.usage()
+    usage = run.usage  # a property in pydantic-ai 2 (a method before)
+    if not hasattr(usage, "input_tokens") and callable(usage):
+        usage = usage()
     counts = [0, 0, 0, 0]
     _add(counts, _get(usage, "input_tokens", _get(usage, "request_tokens")),
          _get(usage, "output_tokens", _get(usage, "response_tokens")),
          _get(usage, "cache_read_tokens"), _get(usage, "cache_write_tokens"))
     tools: List[str] = []
-    model = None
-    messages: Iterable[Any] = run.new_messages() if callable(getattr(run, "new_messages", None)) else []
-    for message in messages:
-        if _get(message, "kind") != "response":
-            continue
-        model = _get(message, "model_name") or model
-        for part in _get(message, "parts") or []:
-            if _get(part, "part_kind") == "tool-call":
-                tools.append(str(_get(part, "tool_name")))
+    model = _pydantic_ai_tools(run, tools)
     text = _text(run.output)
     return RunSummary("pydantic-ai", result=text, tokens=_tokens(counts), used_tools=tools,
                       llm_response=_response("pydantic-ai", model, None, text))
