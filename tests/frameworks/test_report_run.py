@@ -87,10 +87,10 @@ RUNNERS: Dict[str, Callable[[Dict[str, Any]], Any]] = {
     "google-adk": _google_adk,
     "pydantic-ai": _pydantic_ai,
 }
-#: The frameworks whose run result carries its team members' runs (langchain: the member's state
-#: is its tool message's artifact; pydantic-ai: the member runs with the leader's usage). Strands
-#: runs a member through ``Agent.as_tool``: a separate agent the leader's AgentResult does not carry.
-TEAM_RESULTS = ("agno", "open-ai-agents", "google-adk", "langchain", "pydantic-ai")
+#: Every adapter's team result carries its members' runs: agno's member responses, openai-agents'
+#: and google-adk's handoffs/transfers in the same run, LangChain's member state as its tool
+#: message's artifact, pydantic-ai's members run with the leader's usage, strands' member tool
+#: recording each call in the leader's request state.
 
 
 def test_every_registered_adapter_has_a_runner() -> None:
@@ -119,7 +119,7 @@ def _called_tools(model: ScriptedModel) -> List[str]:
 CASES = [
     pytest.param(name, shape, id=f"{name}-{shape}", marks=pytest.mark.framework(name))
     for name in RUNNERS
-    for shape in (("solo", "team") if name in TEAM_RESULTS else ("solo",))
+    for shape in ("solo", "team")
 ]
 
 
@@ -228,3 +228,18 @@ def test_the_run_command_runs_and_reports_a_turn(platform: LocalBackend, name: s
     assert body["tokens"]["completion_tokens"] == model.total_usage.completion_tokens
     assert document["used_tools"] == body["used_tools"] == _called_tools(model)
     assert document["report"] == {"id": body["id"], "delivered": True, "outbox": None}
+
+
+@pytest.mark.framework("strands-agents")
+def test_a_reused_strands_agent_reports_only_its_latest_run(platform: LocalBackend) -> None:  # noqa: F811
+    """A strands agent's metrics object accumulates over its invocations: the report is this run's."""
+    model, backend = _setup(platform, "strands-agents")
+    from strands import Agent
+
+    built = Agent(**backend.get_args(agent_id="agt-mx-solo"))
+    model.script(answer("first", usage=Usage(50, 5)), answer("second", usage=Usage(70, 9)))
+    built(PROMPT)
+    backend.report_run("agt-mx-solo", run=built(PROMPT), input=PROMPT)
+    body = _reported(platform)
+    assert body["result"] == "second"
+    assert (body["tokens"]["prompt_tokens"], body["tokens"]["completion_tokens"]) == (70, 9)

@@ -250,14 +250,38 @@ def langchain(run: Any) -> Optional[RunSummary]:
 # -- strands: AgentResult ---------------------------------------------------------------------------
 
 
+#: Where a strands team member's delegation tool records what each call used, in the leader's
+#: request state (``AgentResult.state``): a list of ``{"usage": {...}, "tools": [...]}``.
+MEMBER_RUNS_STATE = "xpander_member_runs"
+
+
+def _strands_usage(counts: List[int], usage: Any) -> None:
+    _add(counts, _get(usage, "inputTokens"), _get(usage, "outputTokens"), _get(usage, "cacheReadInputTokens"),
+         _get(usage, "cacheWriteInputTokens"))
+
+
 def strands(run: Any) -> Optional[RunSummary]:
     if not (_from(run, "strands") and hasattr(run, "stop_reason") and hasattr(run, "metrics")):
         return None
-    usage = _get(run.metrics, "accumulated_usage") or {}
     counts = [0, 0, 0, 0]
-    _add(counts, _get(usage, "inputTokens"), _get(usage, "outputTokens"), _get(usage, "cacheReadInputTokens"),
-         _get(usage, "cacheWriteInputTokens"))
-    tools = [str(name) for name in (_get(run.metrics, "tool_metrics") or {})]
+    # the agent's metrics object accumulates over its invocations: this run is the latest one
+    latest = getattr(run.metrics, "latest_agent_invocation", None)
+    usage = _get(latest, "usage") if latest is not None else None
+    _strands_usage(counts, usage if usage is not None else (_get(run.metrics, "accumulated_usage") or {}))
+    tools: List[str] = []
+    state = getattr(run, "state", None)
+    members = list(state.get(MEMBER_RUNS_STATE) or []) if isinstance(state, dict) else []
+    for name in _get(run.metrics, "tool_metrics") or {}:
+        tools.append(str(name))
+        if members and str(name).startswith("ask_"):  # a member's delegation tool: its calls' tools follow
+            for member in members:
+                tools.extend(str(t) for t in member.get("tools") or [])
+            members_done, members = members, []
+            for member in members_done:
+                _strands_usage(counts, member.get("usage") or {})
+    for member in members:
+        tools.extend(str(t) for t in member.get("tools") or [])
+        _strands_usage(counts, member.get("usage") or {})
     structured = getattr(run, "structured_output", None)
     text = _text(structured) if structured is not None else str(run).strip()
     stop = str(run.stop_reason)
