@@ -80,6 +80,7 @@ def test_run_prints_the_answer_and_reports_the_runs_tokens_and_tools(local: Loca
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().startswith("final: ") and TOOL_ANSWER in done.stdout
     assert f"[tool] {TOOL_ID}" in done.stderr
+    assert model.requests and all(r.stream for r in model.requests)  # agno's answer is streamed as it arrives
     body = _one_report(local)
     assert body["tokens"]["prompt_tokens"] == model.total_usage.prompt_tokens == 312
     assert body["tokens"]["completion_tokens"] == model.total_usage.completion_tokens == 46
@@ -94,6 +95,7 @@ def test_run_json_shape_and_task_id(local: LocalBackend, model: ScriptedModel) -
     done = run_cli("agt-run", PROMPT, "--task-id", task.id, "--json", url=local.url)
     assert done.returncode == 0, done.stderr
     document = json.loads(done.stdout)
+    assert not any(r.stream for r in model.requests)  # --json: one object at the end, nothing streamed
     assert set(document) == {"agent_id", "framework", "task_id", "result", "is_success", "tokens", "used_tools",
                              "duration", "report"}
     assert (document["agent_id"], document["framework"], document["task_id"]) == ("agt-run", "agno", task.id)

@@ -6,7 +6,8 @@ The cron line for "run my xpander agent every night"::
 
 Steps: load the agent (and the task, with ``--task-id``), build its framework's agent from
 ``Backend.get_args`` (the agent's own framework, or ``--framework``), run one turn, print the
-answer, and report the run with :meth:`Backend.report_run <xpander_sync.Backend.report_run>`
+answer (agno: streamed as it arrives, each tool call shown on stderr as it starts), and report
+the run with :meth:`Backend.report_run <xpander_sync.Backend.report_run>`
 (its real tokens and tools; ``--no-report`` skips it). Undeliverable reports wait in the
 outbox (the same default as ``xpander-sync report``).
 
@@ -40,11 +41,65 @@ __all__ = ["RUNNERS", "run_command"]
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_QUEUED = 0, 1, 2, 3
 
 
-def _agno(args: Dict[str, Any], prompt: str) -> Any:
+def _agno(args: Dict[str, Any], prompt: str, show: Optional[Shown] = None) -> Any:
     from agno.agent import Agent
     from agno.team import Team
 
-    return (Team(**args) if "members" in args else Agent(**args)).run(prompt)
+    built: Any = Team(**args) if "members" in args else Agent(**args)
+    if show is None:
+        return built.run(prompt)
+    # streamed: the leader's text as it arrives, every tool call (members' included) as it starts
+    content = "TeamRunContent" if "members" in args else "RunContent"
+    final = None
+    events: Any = built.run(prompt, stream=True, stream_events=True, yield_run_output=True)
+    for event in events:
+        kind = getattr(event, "event", None)
+        if kind is None and hasattr(event, "status") and hasattr(event, "metrics"):
+            final = event  # the RunOutput / TeamRunOutput, yielded last
+        elif kind == content and isinstance(getattr(event, "content", None), str):
+            show.text(event.content)
+        elif kind in ("ToolCallStarted", "TeamToolCallStarted") and getattr(event, "tool", None) is not None:
+            show.tool(str(event.tool.tool_name))
+    return final
+
+
+class Shown:
+    """What a streaming runner has printed: the answer's text as it arrives, tool calls as they start.
+
+    Args:
+        out: where the answer's text goes.
+        err: where the ``[tool] NAME`` lines go.
+    """
+
+    def __init__(self, out: TextIO, err: TextIO) -> None:
+        self._out, self._err = out, err
+        self.printed_text = False
+        self.tools: List[str] = []
+
+    def text(self, piece: str) -> None:
+        """Print a piece of the answer now.
+
+        Args:
+            piece: the text that arrived.
+        """
+        if piece:
+            self._out.write(piece)
+            self._out.flush()
+            self.printed_text = True
+
+    def tool(self, name: str) -> None:
+        """Show a tool call as it starts.
+
+        Args:
+            name: the tool's name.
+        """
+        self.tools.append(name)
+        self._err.write(f"[tool] {name}\n")
+        self._err.flush()
+
+
+#: The runners that stream (called with a third argument, a :class:`Shown`).
+STREAMING = frozenset({"agno"})
 
 
 def _openai_agents(args: Dict[str, Any], prompt: str) -> Any:
@@ -87,7 +142,7 @@ def _pydantic_ai(args: Dict[str, Any], prompt: str) -> Any:
 
 
 #: How each built-in framework runs one turn: ``runner(args, prompt) -> the framework's run result``.
-RUNNERS: Dict[str, Callable[[Dict[str, Any], str], Any]] = {
+RUNNERS: Dict[str, Callable[..., Any]] = {
     "agno": _agno,
     "open-ai-agents": _openai_agents,
     "langchain": _langchain,
@@ -131,11 +186,14 @@ def run_command(ns: Any, configuration: Configuration, out: TextIO, err: Optiona
         from agents import set_tracing_disabled
 
         set_tracing_disabled(True)  # traces would go to OpenAI's servers
+    shown = Shown(out, err) if framework in STREAMING and not ns.json else None
     started = time.monotonic()
     try:
-        run: Any = runner(args, ns.prompt)
+        run: Any = runner(args, ns.prompt, shown) if shown is not None else runner(args, ns.prompt)
     except Exception as exc:  # the framework raised: a failed run, reported as such
         run = exc
+    if run is None:
+        run = RuntimeError("the framework's stream ended without a run result")
     duration = round(time.monotonic() - started, 3)
     summary = summarize_run(run, backend._secrets())
     report = None
@@ -159,6 +217,11 @@ def run_command(ns: Any, configuration: Configuration, out: TextIO, err: Optiona
             "report": reported,
         }
         out.write(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
+    elif shown is not None:
+        if shown.printed_text:
+            out.write("\n")
+        elif summary.is_success:
+            out.write((summary.result or "") + "\n")
     else:
         for name in summary.used_tools:
             err.write(f"[tool] {name}\n")

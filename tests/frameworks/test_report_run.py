@@ -243,3 +243,28 @@ def test_a_reused_strands_agent_reports_only_its_latest_run(platform: LocalBacke
     body = _reported(platform)
     assert body["result"] == "second"
     assert (body["tokens"]["prompt_tokens"], body["tokens"]["completion_tokens"]) == (70, 9)
+
+
+@pytest.mark.framework("agno")
+def test_the_run_command_streams_an_agno_team(platform: LocalBackend, tmp_path: Any) -> None:  # noqa: F811
+    """Without ``--json`` agno streams: the leader's answer on stdout, every tool call on stderr as it starts."""
+    model, backend = _setup(platform, "agno")
+    args = backend.get_args(agent_id="agt-mx-lead")
+    delegate = DRIVERS["agno"].delegate
+    assert delegate is not None
+    model.script(delegate(args),
+                 call_first_tool(TOOL_ID, {"query_params": {"q": "the answer"}}, usage=Usage(101, 17)),
+                 answer_with_tool_result("final: ", usage=Usage(211, 29)), answer_with_tool_result("final: "))
+    env = dict(os.environ, XPANDER_BASE_URL=platform.url, XPANDER_API_KEY="xpk-matrix",
+               XPANDER_OUTBOX=str(tmp_path / "outbox.sqlite3"))
+    done = subprocess.run([sys.executable, "-m", "xpander_sync", "run", "agt-mx-lead", PROMPT],
+                          capture_output=True, text=True, env=env, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert all(r.stream for r in model.requests) and model.remaining == 0
+    assert done.stdout.startswith("final: ") and TOOL_ANSWER in done.stdout
+    tool_lines = [line for line in done.stderr.splitlines() if line.startswith("[tool] ")]
+    assert tool_lines == [f"[tool] {name}" for name in _called_tools(model)]
+    body = _reported(platform)
+    assert body["used_tools"] == _called_tools(model)
+    assert body["tokens"]["prompt_tokens"] == model.total_usage.prompt_tokens
+    assert body["tokens"]["completion_tokens"] == model.total_usage.completion_tokens
