@@ -29,8 +29,8 @@ LAYERS = {
     "transport": 2, "models": 2, "_converter": 2, "handlers": 2,
     "resources": 3,
     "reporting": 4, "outbox": 4, "frameworks": 4, "summary": 4,
-    "backend": 5, "worker": 5,
-    "cli": 6, "quickstart": 6, "contrib": 6, "testing": 6, "__main__": 6, "__init__": 6,
+    "backend": 5, "worker": 5, "tracking": 5,
+    "cli": 6, "cli_run": 6, "quickstart": 6, "contrib": 6, "testing": 6, "__main__": 6, "__init__": 6,
     "local": 1,  # the platform's side: leaves, errors and config only (checked below)
 }
 LOCAL_MAY_IMPORT = {"_version", "_retry", "_async", "_cache", "_redact", "_scripted_formats", "_scripted_model",

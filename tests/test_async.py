@@ -15,7 +15,7 @@ from xpander_sync import Agent, Agents, Backend, Task, Tasks
 from .conftest import BASE, load_fixture
 
 PUBLIC_CLASSES = [Backend, Agents, Tasks, Task, Agent]
-NOT_IO = {"graph_item_for", "bind"}  # pure helpers have no twin
+NOT_IO = {"graph_item_for", "bind", "track"}  # no twin: pure helpers; track serves `with` and `async with`
 
 
 def public_blocking_methods(cls):

@@ -19,6 +19,7 @@ from .resources._base import Resource, check_id
 from .resources.agents import Agents
 from .resources.reports import REPORT_KEYS, Reports
 from .resources.tasks import Tasks, build_create_task_body
+from .tracking import Tracked
 from .transport import Transport
 
 logger = logging.getLogger(__name__)
@@ -134,6 +135,114 @@ class Backend(Resource):
             owner=self._transport,
         )
         return answer if isinstance(answer, QueuedReport) else self._reports.task(answer)
+
+    def report_run(
+        self,
+        agent_id: Optional[str] = None,
+        run: Any = None,
+        input: Optional[str] = None,
+        duration: Optional[float] = None,
+        task: Optional[Task] = None,
+        agent: Optional[Agent] = None,
+        **fields: Any,
+    ) -> Union[Task, QueuedReport]:
+        """Report a framework's run result: its text, tokens, tools and success read from it.
+
+        ``run`` is what the framework's run returned: an agno ``RunOutput``/``TeamRunOutput``,
+        an openai-agents ``RunResult``, a LangChain agent's state (``{"messages": [...]}``) or
+        ``AIMessage``, a strands ``AgentResult``, a pydantic-ai ``AgentRunResult``, the list of
+        google-adk ``Event`` objects of one run, or the exception the run raised. It is
+        recognised by its type, importing no framework. The summary
+        (:func:`xpander_sync.frameworks.summarize_run`) gives ``result`` (the final text, or
+        the structured output as JSON text), ``llm_response`` (the framework, model, status and
+        output; never a key), ``tokens`` (summed over every model call, team members included
+        where the result carries them), ``used_tools`` (in call order) and ``is_success``
+        (``False`` for an error status, a failed tool, a guardrail stop or an exception).
+        Explicit ``fields`` win. Then :meth:`report_external_task` delivers it (outbox,
+        background when configured).
+
+        Args:
+            agent_id: the agent the run belongs to.
+            run: the framework's run result (or the exception the run raised).
+            input: the input text (default: the task's input text, when ``task`` is given).
+            duration: seconds the run took.
+            task: the task the run was for: its id is the report's id (unless ``id=`` is given).
+            agent: an :class:`Agent` (wins over ``agent_id``).
+            **fields: any :meth:`report_external_task` argument (``result``, ``tokens``,
+                ``used_tools``, ``is_success``, ``llm_response``, ``id``): wins over the summary.
+
+        Returns:
+            The recorded :class:`Task`, or a :class:`QueuedReport` when it was queued.
+
+        Raises:
+            InvalidInputError: ``run`` is no supported run result (the message names the
+                supported types), or a bad argument.
+            MissingAgentError: no agent given and ``XPANDER_AGENT_ID`` unset.
+            ModuleException: the platform refused it or could not be reached.
+        """
+        from .frameworks import summarize_run
+
+        unknown = set(fields) - _REPORT_FIELDS
+        if unknown:
+            raise InvalidInputError(f"report_run got unknown fields: {', '.join(sorted(unknown))}")
+        if task is not None and not isinstance(task, Task):
+            raise InvalidInputError("task must be an xpander_sync.Task (or None)")
+        summary = summarize_run(run, self._secrets())
+        values: Dict[str, Any] = summary.fields()
+        if task is not None:
+            values["id"] = task.id
+            if input is None:
+                input = _task_input(task)
+        values.update(fields)
+        return self.report_external_task(
+            agent_id=agent_id, agent=agent, input=input, duration=duration or 0, **values
+        )
+
+    def track(
+        self,
+        agent_id: Optional[str] = None,
+        input: Optional[str] = None,
+        task: Optional[Task] = None,
+        agent: Optional[Agent] = None,
+    ) -> Tracked:
+        """Time a block (``with``/``async with``) or each call of a function (a decorator) and report it once.
+
+        ::
+
+            with backend.track(agent_id="agt-1", input=prompt) as tracked:
+                tracked.set_run(agent.run(prompt))   # agno RunOutput: text, tokens, tools
+
+            @backend.track(agent_id="agt-1")
+            async def answer(prompt): return await agent.arun(prompt)
+
+        On exit: :meth:`report_run` when a run result was given to ``tracked.set_run(...)``
+        or returned by the decorated function, else :meth:`report_external_task` with the
+        duration (a returned string is the result). When the block raises, the report has
+        ``is_success=False`` and the scrubbed error text, and the exception is re-raised.
+
+        Args:
+            agent_id: the agent the run belongs to.
+            input: the input text.
+            task: the task the run is for (its id is the report's id).
+            agent: an :class:`Agent` (wins over ``agent_id``).
+
+        Returns:
+            A :class:`~xpander_sync.tracking.Tracked` (its ``report`` and ``duration`` are set on exit).
+
+        Raises:
+            InvalidInputError: ``task`` is not a :class:`Task`.
+        """
+        if task is not None and not isinstance(task, Task):
+            raise InvalidInputError("task must be an xpander_sync.Task (or None)")
+        return Tracked(self, agent_id, input, task, agent)
+
+    def _secrets(self) -> List[str]:
+        """Values an exception's text is scrubbed of: the API key, the providers' environment keys."""
+        from .frameworks._llm import ENV_KEYS
+
+        found = list(self._transport.secrets)
+        found += [os.environ.get(name) or "" for names in ENV_KEYS.values() for name in names]
+        return [s for s in found if s]
 
     def flush_outbox(self, *, limit: int = 1000) -> FlushResult:
         """Deliver the reports queued in the configured outbox, in order (deleting each after a 2xx).
@@ -323,9 +432,18 @@ class Backend(Resource):
 
     aget_args = async_twin(get_args)
     areport_external_task = async_twin(report_external_task)
+    areport_run = async_twin(report_run)
     aflush_outbox = async_twin(flush_outbox)
     aflush = async_twin(flush)
     ainvoke_agent = async_twin(invoke_agent)
+
+
+_REPORT_FIELDS = frozenset({"id", "llm_response", "tokens", "is_success", "result", "used_tools"})
+
+
+def _task_input(task: Task) -> Optional[str]:
+    text = getattr(task.input, "text", None) if task.input is not None else None
+    return text if isinstance(text, str) else None
 
 
 def _version_number(value: Union[int, str, None]) -> Optional[int]:

@@ -3,8 +3,9 @@
 The only module of the package that prints. Exit status: 0 on success, 1 when the
 platform (or the local backend) refused or could not be reached, 2 for usage and
 configuration errors (an unsupported or uninstalled framework included), 3 when
-``report`` could not deliver and queued the report in the outbox (``xpander-sync outbox
-flush`` delivers it later). Errors are one line on stderr and never contain a secret.
+``report`` (or ``run``) could not deliver and queued the report in the outbox
+(``xpander-sync outbox flush`` delivers it later). ``run`` exits 1 when the run itself failed
+(:mod:`xpander_sync.cli_run`). Errors are one line on stderr and never contain a secret.
 
 Commands::
 
@@ -18,6 +19,7 @@ Commands::
     xpander-sync agents list [--json]
     xpander-sync tasks show TASK_ID [--json]
     xpander-sync worker MODULE:FUNCTION [--concurrency N] [--agent-id ID]
+    xpander-sync run AGENT_ID "prompt" [--framework F] [--task-id T] [--json] [--no-report]
 
 Global options (before the command): ``--base-url``, ``--api-key`` (default: the
 environment), ``-v`` for debug logs (redacted).
@@ -127,6 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("target", metavar="MODULE:FUNCTION", help="the handler, e.g. my_app.agents:handle")
     worker.add_argument("--concurrency", type=int, default=6, help="tasks handled at once (default 6)")
     worker.add_argument("--agent-id", help="agent whose tasks to receive (default: XPANDER_AGENT_ID)")
+
+    run = commands.add_parser("run", help="run one turn of an agent here, print the answer and report the run")
+    run.add_argument("agent_id", help="the agent to run")
+    run.add_argument("prompt", help="the input text")
+    run.add_argument("--framework", metavar="NAME",
+                     help=f"run it with this framework instead of the agent's own ({', '.join(ADAPTERS)})")
+    run.add_argument("--task-id", help="run it for this task (its id is the report's id)")
+    run.add_argument("--json", action="store_true", help="print one JSON object (answer, tokens, tools, report)")
+    run.add_argument("--no-report", action="store_true", help="do not report the run")
+    run.add_argument("--outbox", metavar="PATH", help="where an undeliverable report waits (default as for report)")
 
     agents = commands.add_parser("agents", help="agents")
     agents_cmd = agents.add_subparsers(dest="agents_command", metavar="ACTION")
@@ -315,6 +327,12 @@ def _cmd_worker(ns: argparse.Namespace, out: TextIO) -> int:
                         out=out, err=sys.stderr)
 
 
+def _cmd_run(ns: argparse.Namespace, out: TextIO) -> int:
+    from .cli_run import run_command
+
+    return run_command(ns, _configuration(ns, outbox=ns.outbox or default_outbox_path()), out)
+
+
 def _cmd_quickstart(ns: argparse.Namespace, out: TextIO) -> int:
     from .quickstart import run_quickstart
 
@@ -327,6 +345,7 @@ _COMMANDS = {
     "args": _cmd_args,
     "report": _cmd_report,
     "worker": _cmd_worker,
+    "run": _cmd_run,
     ("agents", "list"): _cmd_agents_list,
     ("tasks", "show"): _cmd_tasks_show,
     ("outbox", "flush"): _cmd_outbox,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import types
 
 import pytest
 
@@ -208,7 +209,9 @@ def test_team_members_become_delegation_tools_running_their_own_agents():
 
     # Each member is a pydantic_ai.Agent run on the request (a test model for everyone here).
     team = build(make_agent("agt-team"), None, FakeContext(), override={"model": TestModel(custom_output_text="ok")})
-    assert asyncio.run(team["tools"][1].function(request="Find sources")) == "ok"
+    # (it takes the run context: the member runs with the leader's usage; its run is the return's metadata)
+    returned = asyncio.run(team["tools"][1].function(types.SimpleNamespace(usage=None), request="Find sources"))
+    assert returned.return_value == "ok"
     leader = PAgent(**team)
     with leader.override(model=calling("ask_researcher", {"request": "Find sources"})):
         assert leader.run_sync("Research").output == "ok"

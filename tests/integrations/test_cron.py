@@ -84,10 +84,11 @@ def home(tmp_path, xpander_backend):
     return cron_home
 
 
-def test_crontab_has_the_two_lines():
+def test_crontab_has_the_three_lines():
     variables, commands = crontab()
-    assert set(variables) == {"PATH"} and len(commands) == 2
+    assert set(variables) == {"PATH"} and len(commands) == 3
     assert "report_run.sh" in commands[0] and commands[1].endswith("|| true")
+    assert "xpander-sync run" in commands[2] and commands[2].endswith("|| true")
 
 
 def test_nightly_line_reports_the_job(home, xpander_backend):
@@ -123,7 +124,7 @@ def test_heartbeat_line(home, xpander_backend):
 
 
 def test_platform_down_queues_and_the_next_run_delivers(tmp_path):
-    nightly, heartbeat = crontab()[1]
+    nightly, heartbeat = crontab()[1][:2]
     url = closed_port_url()  # the platform's address; nothing answers there yet
     home = CronHome(tmp_path)
     home.credentials({"XPANDER_BASE_URL": url, "XPANDER_API_KEY": "xpk-cron", "XPANDER_AGENT_ID": "agt-openai"})
@@ -141,3 +142,22 @@ def test_platform_down_queues_and_the_next_run_delivers(tmp_path):
         delivered = [r["body"]["id"] for r in platform.reports()]
     assert delivered[:2] == queued and len(delivered) == 3  # queued ones first, with their own ids
     assert json.loads(home.run("xpander-sync outbox list --json").stdout) == []
+
+
+def test_agent_line_runs_the_agent_and_reports_its_tokens(home, xpander_backend):
+    pytest.importorskip("agno", reason="the sample agent is an agno agent")
+    from xpander_sync.testing import ScriptedModel, Usage, answer
+
+    model = xpander_backend.local.mount_llm(ScriptedModel([answer("3 tickets, all closed", usage=Usage(40, 9))]))
+
+    done = home.run(crontab()[1][2])
+
+    assert done.returncode == 0, done.stderr
+    document = json.loads((home.root / "nightly-agent.log").read_text())
+    assert document["result"] == "3 tickets, all closed" and document["is_success"] is True
+    assert model.requests and model.requests[0].mentions("Summarise yesterday's tickets")
+    (report,) = xpander_backend.reports()
+    body = report["body"]
+    assert report["agent_id"] == "agt-openai" and body["input"] == "Summarise yesterday's tickets"
+    assert body["tokens"]["prompt_tokens"] == 40 and body["tokens"]["completion_tokens"] == 9
+    assert body["result"] == "3 tickets, all closed" and document["report"]["id"] == body["id"]

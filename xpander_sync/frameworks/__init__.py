@@ -45,6 +45,7 @@ from ..config import Configuration
 from ..errors import InvalidInputError, UnsupportedFrameworkError
 from ..models.common import Framework
 from ._adapter import Adapter
+from ._runs import SUPPORTED_TYPES, RunSummary, exception_summary
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..models.agent import Agent
@@ -93,6 +94,7 @@ __all__ = [
     "get_builder",
     "register_framework",
     "require_framework",
+    "summarize_run",
     "supported_frameworks",
     "unregister_framework",
 ]
@@ -213,6 +215,35 @@ def builtin_adapters() -> List[Type[Adapter]]:
         One :class:`Adapter` subclass per line of :data:`ADAPTERS`.
     """
     return [_import_path(path) for path in ADAPTERS.values()]  # type: ignore[misc]
+
+
+def summarize_run(run: Any, secrets: Any = ()) -> RunSummary:
+    """The :class:`RunSummary` of a framework's run result (or of a raised exception).
+
+    Each built-in adapter class is asked (:meth:`Adapter.summarize_run`); a result is
+    recognised by its class's module, so no framework is imported here.
+
+    Args:
+        run: the framework's run result, or an exception the run raised.
+        secrets: values to scrub from an exception's text.
+
+    Returns:
+        The run's summary (its report fields: :meth:`RunSummary.fields`).
+
+    Raises:
+        InvalidInputError: ``run`` is no supported framework's run result (the message names
+            the supported types).
+    """
+    if isinstance(run, BaseException):
+        return exception_summary(run, secrets)
+    for adapter in builtin_adapters():
+        summary = adapter.summarize_run(run)
+        if summary is not None:
+            return summary
+    raise InvalidInputError(
+        f"run is a {type(run).__module__}.{type(run).__name__}, not a run result of a supported framework; "
+        f"supported: {SUPPORTED_TYPES}"
+    )
 
 
 def _entry_for(name: str) -> Union[Builder, Type[Adapter]]:

@@ -52,6 +52,7 @@ from ._llm import (  # noqa: F401  (re-exported: the adapters' former home of th
     OpenAIEndpoint,
     resolve_llm,
 )
+from ._runs import READERS, RunSummary
 from ._tools import render_tool_result
 
 logger = logging.getLogger(__name__)
@@ -248,6 +249,16 @@ class Adapter:
         del auth_events_callback  # the context holds it for MCP auth events
         cls.require()
         return cls(context, task, override).root(agent, tools)
+
+    @classmethod
+    def summarize_run(cls, run: Any) -> Optional[RunSummary]:
+        """A :class:`~._runs.RunSummary` of ``run`` if it is this framework's run result, else ``None``.
+
+        Recognised by the result's class module (nothing is imported); the built-in adapters use
+        the reader of :data:`._runs.READERS` named after them. A third-party adapter may override it.
+        """
+        reader = READERS.get(cls.name)
+        return reader(run) if reader is not None else None
 
     @classmethod
     def missing_message(cls) -> str:

@@ -78,19 +78,23 @@ def member_tool(member: Agent, graph: Any) -> Any:
 
     Returns:
         A ``StructuredTool`` (sync and async) taking one free-text ``request``; its answer
-        is :func:`answer_of` the member's final state.
+        is :func:`answer_of` the member's final state, and the state itself is the tool
+        message's ``artifact`` (so ``Backend.report_run`` counts the member's tokens and tools).
     """
     from langchain_core.tools import StructuredTool
 
-    def ask(request: str) -> str:
-        return answer_of(graph.invoke({"messages": [{"role": "user", "content": request}]}))
+    def ask(request: str) -> Tuple[str, Any]:
+        state = graph.invoke({"messages": [{"role": "user", "content": request}]})
+        return answer_of(state), state
 
-    async def aask(request: str) -> str:
-        return answer_of(await graph.ainvoke({"messages": [{"role": "user", "content": request}]}))
+    async def aask(request: str) -> Tuple[str, Any]:
+        state = await graph.ainvoke({"messages": [{"role": "user", "content": request}]})
+        return answer_of(state), state
 
     return StructuredTool.from_function(
         func=ask, coroutine=aask, name=member_tool_name(member),
         description=member_tool_description(member), args_schema=dict(MEMBER_TOOL_SCHEMA),
+        response_format="content_and_artifact",
     )
 
 

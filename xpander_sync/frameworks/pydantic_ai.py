@@ -51,10 +51,13 @@ from ._adapter import (
     member_tool_name,
 )
 from ._llm import ModelSpec
+from ._runs import MEMBER_RUN_METADATA
 
 logger = logging.getLogger(__name__)
 
 EXTRA = 'pip install "xpander-sync[pydantic-ai]"'
+#: The key of a member's run result in its delegation tool's return metadata (read by ``_runs``).
+MEMBER_RUN_KEY = MEMBER_RUN_METADATA
 
 
 def schema_tool(spec: XpanderToolSpec) -> Any:
@@ -80,15 +83,20 @@ def member_tool(member: Agent, built: Any) -> Any:
 
     Returns:
         An async ``Tool`` taking one free-text ``request``; a non-text output is returned as JSON.
+        The member runs with the leader's usage (``usage=ctx.usage``: the leader's ``usage()``
+        counts the member's tokens), and its run result is the tool return's ``metadata``
+        (never sent to the model) so ``Backend.report_run`` lists the member's tools.
     """
-    from pydantic_ai import Tool
+    from pydantic_ai import Tool, ToolReturn
 
-    async def ask(request: str) -> str:
-        output = (await built.run(request)).output
-        return output if isinstance(output, str) else json.dumps(output, ensure_ascii=False, default=str)
+    async def ask(ctx: Any, request: str) -> Any:
+        run = await built.run(request, usage=ctx.usage)
+        output = run.output
+        text = output if isinstance(output, str) else json.dumps(output, ensure_ascii=False, default=str)
+        return ToolReturn(return_value=text, metadata={MEMBER_RUN_KEY: run})
 
     return Tool.from_schema(function=ask, name=member_tool_name(member), description=member_tool_description(member),
-                            json_schema=dict(MEMBER_TOOL_SCHEMA))
+                            json_schema=dict(MEMBER_TOOL_SCHEMA), takes_ctx=True)
 
 
 class PydanticAIAdapter(Adapter):

@@ -53,6 +53,7 @@ from ._adapter import (
     member_tool_name,
 )
 from ._llm import ModelSpec
+from ._runs import MEMBER_RUNS_STATE
 from ._tools import render_tool_result
 
 logger = logging.getLogger(__name__)
@@ -83,6 +84,43 @@ def python_tool(spec: XpanderToolSpec) -> Any:
 # -- JSON schema → pydantic ----------------------------------------------------------------------
 
 _SCALARS: Dict[str, Any] = {"string": str, "integer": int, "number": float, "boolean": bool, "null": type(None)}
+
+
+def counted_member_tool(built: Any, tool: Any) -> Any:
+    """``tool`` (a member's ``as_tool``), recording each call's tokens and tools in the leader's result.
+
+    The member is a separate ``strands.Agent``: its model calls are not in the leader's
+    ``AgentResult``. Each call adds what it used (the member's usage and tool counts after the
+    call, minus before) to the leader's request state (``AgentResult.state``) under
+    :data:`~._runs.MEMBER_RUNS_STATE`, which ``Backend.report_run`` adds to the leader's own.
+
+    Args:
+        built: the member's ``strands.Agent``.
+        tool: its ``as_tool(...)``.
+
+    Returns:
+        ``tool``, its ``stream`` wrapped.
+    """
+    original = tool.stream
+
+    async def stream(tool_use: Any, invocation_state: Any, **kwargs: Any) -> Any:
+        before_usage = dict(built.event_loop_metrics.accumulated_usage or {})
+        before_tools = {k: v.call_count for k, v in (built.event_loop_metrics.tool_metrics or {}).items()}
+        try:
+            async for event in original(tool_use, invocation_state, **kwargs):
+                yield event
+        finally:
+            metrics = built.event_loop_metrics
+            usage = {k: int(v) - int(before_usage.get(k, 0)) for k, v in (metrics.accumulated_usage or {}).items()
+                     if isinstance(v, int)}
+            tools = [name for name, m in (metrics.tool_metrics or {}).items()
+                     for _ in range(max(int(m.call_count) - int(before_tools.get(name, 0)), 0))]
+            state = invocation_state.get("request_state") if isinstance(invocation_state, dict) else None
+            if isinstance(state, dict):
+                state.setdefault(MEMBER_RUNS_STATE, []).append({"usage": usage, "tools": tools})
+
+    tool.stream = stream
+    return tool
 
 
 def pydantic_model_from_schema(schema: Dict[str, Any], name: str = OUTPUT_SCHEMA_NAME) -> Any:
@@ -215,9 +253,9 @@ class StrandsAdapter(Adapter):
         agent_tools: List[Any] = [python_tool(spec) for spec in self.xpander_tools(agent)]
         for member in self.member_agents(agent):
             built = StrandsAgent(**self.agent_args(member, root=False, extra_tools=[], path=path))
-            agent_tools.append(
-                built.as_tool(name=member_tool_name(member), description=member_tool_description(member))
-            )
+            agent_tools.append(counted_member_tool(
+                built, built.as_tool(name=member_tool_name(member), description=member_tool_description(member))
+            ))
         args["tools"] = agent_tools + extra_tools
         args["callback_handler"] = None
         self.skip_mcp(agent, root, "strands connects an MCPClient inside Agent(); create MCPClient(...) yourself "

@@ -1,0 +1,148 @@
+"""``xpander-sync run``: one turn of an agent in a subprocess, against the local backend and its scripted model.
+
+The model is mounted on the local backend (``LocalBackend.mount_llm``) in this process; the CLI,
+in a subprocess, loads the agent from the backend, builds it (agno), runs it (the model calls the
+xpander tool, then answers with its result), prints the answer and reports the run. Each test
+checks the exit status, the output, and the report the backend stored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any, Dict
+
+import pytest
+
+from xpander_sync import Backend, Configuration
+from xpander_sync.local import LocalBackend
+from xpander_sync.testing import ScriptedModel, Usage, answer, answer_with_tool_result, call_first_tool, make_agent
+
+from .faults import FaultProxy
+from .frameworks.test_run_matrix import TOOL, TOOL_ANSWER, TOOL_ID
+
+pytest.importorskip("agno", reason="the run command's tests build agno agents (the default test environment)")
+
+KEY = "xpk-RUN-SENTINEL-5a1c"
+PROMPT = "Look up the answer"
+
+
+@pytest.fixture(autouse=True)
+def outbox_path(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    path = str(tmp_path / "outbox.sqlite3")
+    monkeypatch.setenv("XPANDER_OUTBOX", path)
+    return path
+
+
+@pytest.fixture
+def local(tmp_path: Any) -> Any:
+    with LocalBackend(db_path=str(tmp_path / "run.sqlite3"), api_key=KEY) as backend:
+        backend.register_tool(TOOL_ID, lambda payload, headers: {"answer": TOOL_ANSWER})
+        backend.add_agent(make_agent("agt-run", "Runner", framework="agno", model_provider="openai",
+                                     model_name="gpt-4.1", tools=[TOOL], output_format="text",
+                                     llm_credentials={"name": "k", "value": "sk-stored-run"}))
+        backend.add_agent(make_agent("agt-plain", "Plain", framework="agno", model_provider="openai",
+                                     model_name="gpt-4.1", output_format="text",
+                                     llm_credentials={"name": "k", "value": "sk-stored-run"}))
+        yield backend
+
+
+@pytest.fixture
+def model(local: LocalBackend) -> ScriptedModel:
+    return local.mount_llm(ScriptedModel(usage=Usage(13, 5)))
+
+
+def run_cli(*argv: str, url: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("XPANDER_") and k not in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")}
+    env.update({"XPANDER_BASE_URL": url, "XPANDER_API_KEY": KEY, "XPANDER_OUTBOX": os.environ["XPANDER_OUTBOX"]})
+    return subprocess.run([sys.executable, "-m", "xpander_sync", "run", *argv], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def _script_tool_turn(model: ScriptedModel) -> None:
+    model.script(call_first_tool(TOOL_ID, {"query_params": {"q": "the answer"}}, usage=Usage(101, 17)),
+                 answer_with_tool_result("final: ", usage=Usage(211, 29)))
+
+
+def _one_report(local: LocalBackend) -> Dict[str, Any]:
+    reports = local.reports()
+    assert len(reports) == 1, reports
+    return reports[0]["body"]  # type: ignore[no-any-return]
+
+
+def test_run_prints_the_answer_and_reports_the_runs_tokens_and_tools(local: LocalBackend,
+                                                                      model: ScriptedModel) -> None:
+    _script_tool_turn(model)
+    done = run_cli("agt-run", PROMPT, url=local.url)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().startswith("final: ") and TOOL_ANSWER in done.stdout
+    assert f"[tool] {TOOL_ID}" in done.stderr
+    assert model.requests and all(r.stream for r in model.requests)  # agno's answer is streamed as it arrives
+    body = _one_report(local)
+    assert body["tokens"]["prompt_tokens"] == model.total_usage.prompt_tokens == 312
+    assert body["tokens"]["completion_tokens"] == model.total_usage.completion_tokens == 46
+    assert body["used_tools"] == [TOOL_ID] and body["is_success"] is True
+    assert body["input"] == PROMPT and TOOL_ANSWER in body["result"] and body["duration"] > 0
+    assert KEY not in done.stdout + done.stderr and "sk-stored-run" not in done.stdout + done.stderr
+
+
+def test_run_json_shape_and_task_id(local: LocalBackend, model: ScriptedModel) -> None:
+    task = Backend(Configuration(api_key=KEY, base_url=local.url)).invoke_agent("agt-run", PROMPT)
+    _script_tool_turn(model)
+    done = run_cli("agt-run", PROMPT, "--task-id", task.id, "--json", url=local.url)
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert not any(r.stream for r in model.requests)  # --json: one object at the end, nothing streamed
+    assert set(document) == {"agent_id", "framework", "task_id", "result", "is_success", "tokens", "used_tools",
+                             "duration", "report"}
+    assert (document["agent_id"], document["framework"], document["task_id"]) == ("agt-run", "agno", task.id)
+    assert document["tokens"] == {"prompt_tokens": 312, "completion_tokens": 46, "cache_read_tokens": 0,
+                                  "cache_write_tokens": 0}
+    assert document["used_tools"] == [TOOL_ID] and document["is_success"] is True
+    assert document["report"] == {"id": task.id, "delivered": True, "outbox": None}
+    assert _one_report(local)["id"] == task.id
+
+
+def test_a_failed_run_exits_1_and_is_reported_as_failed(local: LocalBackend) -> None:
+    # no LLM mounted: every model request gets a 503
+    done = run_cli("agt-plain", PROMPT, url=local.url)
+    assert done.returncode == 1, done.stderr
+    assert "the run failed" in done.stderr
+    assert _one_report(local)["is_success"] is False
+
+
+def test_no_report_reports_nothing(local: LocalBackend, model: ScriptedModel) -> None:
+    model.script(answer("plain answer"))
+    done = run_cli("agt-plain", PROMPT, "--no-report", "--json", url=local.url)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["report"] is None and json.loads(done.stdout)["result"] == "plain answer"
+    assert local.reports() == []
+
+
+@pytest.mark.parametrize("argv", [["--framework", "open-claw"], ["--framework", "no-such-framework"]])
+def test_framework_errors_exit_2(local: LocalBackend, argv: Any) -> None:
+    done = run_cli("agt-plain", PROMPT, *argv, url=local.url)
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert done.stderr.startswith("xpander-sync: error:") and local.reports() == []
+
+
+def test_an_undeliverable_report_is_queued_exit_3(local: LocalBackend, model: ScriptedModel,
+                                                   outbox_path: str) -> None:
+    with FaultProxy(local.url) as proxy:
+        model.script(answer("counted"))
+        assert run_cli("agt-plain", PROMPT, "--no-report", url=proxy.url).returncode == 0
+        before_report = len(proxy.seen)  # the platform requests of a run, before its report
+        proxy.reset()
+        proxy.plan(*["pass"] * before_report)
+        proxy.set_default("close")
+        model.script(answer("queued answer"))
+        done = run_cli("agt-plain", PROMPT, url=proxy.url)
+        assert done.returncode == 3, done.stderr
+        assert done.stdout.strip() == "queued answer" and "report queued" in done.stderr
+        assert local.reports() == []
+        proxy.set_default("pass")  # the platform is back: the queued report is delivered as it was sent
+        flushed = Backend(Configuration(api_key=KEY, base_url=proxy.url, outbox=outbox_path)).flush_outbox()
+    assert len(flushed.delivered) == 1 and _one_report(local)["result"] == "queued answer"

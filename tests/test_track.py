@@ -1,0 +1,169 @@
+"""``Backend.track``: a context manager (sync and async) and a decorator that time a run and report it once.
+
+Against the local backend (the ``xpander_backend`` fixture): every test reads the reports the
+platform stored. A run result is an agno-shaped object (its class's module is ``agno.run.agent``,
+which is how results are recognised); real framework runs are in tests/frameworks/test_report_run.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Dict, List, Optional
+
+import pytest
+
+from xpander_sync import Backend, Configuration, QueuedReport
+from xpander_sync._redact import reveal
+
+AGENT = "agt-openai"
+
+
+class RunOutput:
+    """The shape of agno's ``RunOutput`` (what the agno reader reads)."""
+
+    def __init__(self, content: str, status: str = "COMPLETED", tools: Optional[List[str]] = None) -> None:
+        self.content = content
+        self.status = status
+        self.model = "gpt-4.1"
+        self.metrics = {"input_tokens": 30, "output_tokens": 12, "cache_read_tokens": 4, "cache_write_tokens": 0}
+        self.tools = [{"tool_name": name} for name in (tools or [])]
+        self.member_responses: List[Any] = []
+
+
+RunOutput.__module__ = "agno.run.agent"
+
+
+def _reports(xpander_backend: Any) -> List[Dict[str, Any]]:
+    return [r["body"] for r in xpander_backend.local.reports()]
+
+
+@pytest.fixture
+def backend(xpander_backend: Any) -> Backend:
+    return Backend(xpander_backend.configuration)
+
+
+def test_a_block_is_timed_and_reported_once(backend: Backend, xpander_backend: Any) -> None:
+    with backend.track(agent_id=AGENT, input="hi") as tracked:
+        time.sleep(0.05)
+    (body,) = _reports(xpander_backend)
+    assert body["is_success"] is True and body["input"] == "hi"
+    assert body["duration"] >= 0.05 and tracked.duration == body["duration"]
+    assert tracked.report.id == body["id"]
+
+
+def test_set_run_reports_the_run_and_fields_win(backend: Backend, xpander_backend: Any) -> None:
+    with backend.track(agent_id=AGENT, input="hi") as tracked:
+        tracked.set_run(RunOutput("the answer", tools=["Search", "Fetch"]), used_tools=["Mine"])
+    (body,) = _reports(xpander_backend)
+    assert body["result"] == "the answer" and body["used_tools"] == ["Mine"]
+    assert body["tokens"]["prompt_tokens"] == 30 and body["tokens"]["cache_read_tokens"] == 4
+    assert body["is_success"] is True
+
+
+def test_an_error_status_is_a_failure(backend: Backend, xpander_backend: Any) -> None:
+    with backend.track(agent_id=AGENT) as tracked:
+        tracked.set_run(RunOutput("model error", status="ERROR"))
+    assert _reports(xpander_backend)[0]["is_success"] is False
+
+
+def test_an_exception_is_reported_scrubbed_and_reraised(backend: Backend, xpander_backend: Any) -> None:
+    key = reveal(xpander_backend.configuration.api_key)
+    assert key
+    with pytest.raises(RuntimeError, match="boom"), backend.track(agent_id=AGENT, input="hi"):
+        raise RuntimeError(f"boom with {key}")
+    (body,) = _reports(xpander_backend)
+    assert body["is_success"] is False and "RuntimeError: boom" in body["result"]
+    assert key not in str(body)
+
+
+def test_the_decorator_reports_each_call_with_its_return_value(backend: Backend, xpander_backend: Any) -> None:
+    @backend.track(agent_id=AGENT, input="q")
+    def run(text: str) -> Any:
+        return RunOutput(text, tools=["Search"])
+
+    @backend.track(agent_id=AGENT)
+    def plain() -> str:
+        return "just text"
+
+    assert run("one").content == "one" and run("two").content == "two" and plain() == "just text"
+    bodies = _reports(xpander_backend)
+    assert [b["result"] for b in bodies] == ["one", "two", "just text"]
+    assert bodies[0]["used_tools"] == ["Search"] and len({b["id"] for b in bodies}) == 3
+
+
+def test_the_decorator_reraises_and_reports_once(backend: Backend, xpander_backend: Any) -> None:
+    @backend.track(agent_id=AGENT)
+    def fail() -> None:
+        raise ValueError("bad input")
+
+    with pytest.raises(ValueError):
+        fail()
+    (body,) = _reports(xpander_backend)
+    assert body["is_success"] is False and "bad input" in body["result"]
+
+
+def test_async_context_manager_and_decorator(backend: Backend, xpander_backend: Any) -> None:
+    @backend.track(agent_id=AGENT, input="a")
+    async def run() -> Any:
+        await asyncio.sleep(0.01)
+        return RunOutput("async answer")
+
+    @backend.track(agent_id=AGENT)
+    async def fail() -> None:
+        raise KeyError("missing")
+
+    async def main() -> None:
+        async with backend.track(agent_id=AGENT, input="b") as tracked:
+            tracked.set_run(RunOutput("in block"))
+        assert (await run()).content == "async answer"
+        with pytest.raises(KeyError):
+            await fail()
+        with pytest.raises(LookupError):
+            async with backend.track(agent_id=AGENT):
+                raise LookupError("gone")
+
+    asyncio.run(main())
+    bodies = _reports(xpander_backend)
+    assert [(b["result"], b["is_success"]) for b in bodies[:2]] == [("in block", True), ("async answer", True)]
+    assert [b["is_success"] for b in bodies[2:]] == [False, False]
+    assert "missing" in bodies[2]["result"] and "gone" in bodies[3]["result"]
+
+
+def test_nested_tracks_report_separately(backend: Backend, xpander_backend: Any) -> None:
+    with pytest.raises(RuntimeError):
+        with backend.track(agent_id=AGENT, input="outer") as outer:
+            with backend.track(agent_id=AGENT, input="inner") as inner:
+                inner.set_run(RunOutput("inner answer"))
+            raise RuntimeError("outer failed")
+    bodies = {b["input"]: b for b in _reports(xpander_backend)}
+    assert set(bodies) == {"outer", "inner"}
+    assert bodies["inner"]["is_success"] is True and bodies["outer"]["is_success"] is False
+    assert outer.duration is not None and inner.duration is not None and outer.duration >= inner.duration
+
+
+def test_a_tracked_run_is_entered_once(backend: Backend) -> None:
+    from xpander_sync.errors import InvalidInputError
+
+    tracked = backend.track(agent_id=AGENT)
+    with tracked:
+        pass
+    with pytest.raises(InvalidInputError):
+        tracked.__enter__()
+
+
+def test_background_mode_delivers_through_the_outbox_path(xpander_backend: Any, tmp_path: Any) -> None:
+    configuration = Configuration(
+        api_key=xpander_backend.configuration.api_key, base_url=xpander_backend.configuration.base_url,
+        organization_id="local-org", background_reports=True, outbox=str(tmp_path / "outbox.sqlite3"),
+    )
+    backend = Backend(configuration)
+    with backend.track(agent_id=AGENT, input="bg") as tracked:
+        tracked.set_run(RunOutput("background answer"))
+    with pytest.raises(ValueError), backend.track(agent_id=AGENT, input="bg-fail"):
+        raise ValueError("no")
+    assert isinstance(tracked.report, QueuedReport)
+    assert backend.flush(timeout=10)
+    bodies = {b["input"]: b for b in _reports(xpander_backend)}
+    assert bodies["bg"]["result"] == "background answer" and bodies["bg"]["id"] == tracked.report.task_id
+    assert bodies["bg-fail"]["is_success"] is False
