@@ -25,13 +25,11 @@ imported here.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import functools
 import importlib
 import importlib.metadata
 import inspect
-import json
 import logging
 import shlex
 from typing import Any, ClassVar, Dict, FrozenSet, List, Mapping, Optional, Tuple
@@ -39,10 +37,10 @@ from typing import Any, ClassVar, Dict, FrozenSet, List, Mapping, Optional, Tupl
 from .._redact import mask_header_values
 from ..config import is_cloud
 from ..errors import FrameworkNotInstalledError, InvalidInputError
-from ..models.agent import Agent, MCPServerDetails, Tool
+from ..models.agent import Agent, MCPServerDetails
 from ..models.common import MCPServerTransport, MCPServerType, OutputFormat
 from ..models.task import Task
-from . import _override, _prompt, _tools
+from . import _override, _prompt, features
 from ._llm import (  # noqa: F401  (re-exported: the adapters' former home of these names)
     MAX_OUTPUT_TOKENS,
     NEEDS_BASE_URL,
@@ -53,7 +51,8 @@ from ._llm import (  # noqa: F401  (re-exported: the adapters' former home of th
     resolve_llm,
 )
 from ._runs import READERS, RunSummary
-from ._tools import render_tool_result
+from ._tools import render_tool_result  # noqa: F401  (re-exported)
+from ._toolspec import FunctionToolSpec, ToolSpec, XpanderToolSpec  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -124,62 +123,6 @@ MEMBER_TOOL_SCHEMA: Dict[str, Any] = {
     "properties": {"request": {"type": "string", "description": "What the member should do, with all context."}},
     "required": ["request"],
 }
-
-
-class XpanderToolSpec:
-    """An xpander tool ready to wrap: its name, description, LLM schema and blocking calls.
-
-    Attributes:
-        tool: the xpander tool.
-        name: the tool id (the name the LLM calls).
-        description: the description shown to the LLM.
-        schema: the JSON schema of the arguments (:func:`~._tools.llm_schema`), verbatim.
-    """
-
-    def __init__(self, context: Any, agent: Agent, task: Optional[Task], tool: Tool) -> None:
-        self.context = context
-        self.agent = agent
-        self.task = task
-        self.tool = tool
-        self.override = _tools.input_override(agent, tool)
-        self.name = tool.id
-        self.description = _tools.tool_description(tool)
-        self.schema = _tools.llm_schema(tool, self.override)
-
-    def invoke(self, arguments: Any) -> Any:
-        """Build the body from the LLM's arguments and POST the operation for this call's agent and task.
-
-        Returns:
-            The :class:`~xpander_sync.models.tools.ToolInvocationResult` (``is_error`` on a
-            failure; never raises for a platform or network error). Arguments that are not
-            a JSON object give an error result without a call.
-        """
-        from ..models.tools import ToolInvocationResult
-
-        if arguments is None:
-            arguments = {}
-        if not isinstance(arguments, dict):
-            return ToolInvocationResult(tool_id=self.tool.id, payload={}, result="tool arguments must be a JSON object",
-                                        is_success=False, is_error=True)
-        extension = self.task.payload_extension if self.task is not None else None
-        payload = _tools.build_payload(self.tool, arguments, override=self.override, payload_extension=extension)
-        return self.context.invoke_tool(self.agent, self.task, self.tool.id, payload)
-
-    def call(self, **arguments: Any) -> str:
-        """:meth:`invoke`, rendered for the LLM (:func:`~._tools.render_tool_result`)."""
-        return render_tool_result(self.invoke(arguments))
-
-    def call_json(self, args_json: Optional[str]) -> str:
-        """:meth:`call` for a JSON text of arguments, as the LLM sent it."""
-        try:
-            arguments = json.loads(args_json) if args_json and args_json.strip() else {}
-        except ValueError:
-            return json.dumps({"is_error": True, "status_code": None, "result": "tool arguments are not valid JSON"})
-        return render_tool_result(self.invoke(arguments))
-
-    async def acall_json(self, args_json: Optional[str]) -> str:
-        """:meth:`call_json` in a worker thread: the platform call blocks."""
-        return await asyncio.to_thread(self.call_json, args_json)
 
 
 class Adapter:
@@ -288,6 +231,8 @@ class Adapter:
         self.override_model: Any = self.parsed.model if self.parsed.has_model else _UNSET
         self._org_headers: Optional[Dict[str, str]] = None
         self._warned: set = set()
+        #: the platform features of this build (:mod:`.features`), one instance each.
+        self.features: List[features.Feature] = features.for_build(self)
 
     # -- entry points ------------------------------------------------------------------
 
@@ -409,6 +354,8 @@ class Adapter:
         spec = resolve_llm(agent, self.task, self._org_headers, model=model, generation=parsed.generation)
         if not spec.model_id:
             raise InvalidInputError(f"agent {agent.id} has no model_name")
+        for feature in self.features:
+            spec = feature.model_spec(agent, spec)
         return spec
 
     def model_args(self, agent: Agent) -> Dict[str, Any]:
@@ -431,21 +378,41 @@ class Adapter:
         return (agent.description or agent.instructions.general or "").strip()
 
     def instructions_text(self, agent: Agent, root: bool) -> str:
-        """The role and goals block, or the task's ``instructions_override`` (root only)."""
+        """The role and goals block, or the task's ``instructions_override`` (root only), then the features'."""
         task = self.task
         if root and task is not None and task.instructions_override:
-            return task.instructions_override.strip()
-        return agent.instructions.instructions.strip()
+            text = task.instructions_override.strip()
+        else:
+            text = agent.instructions.instructions.strip()
+        return self.feature_instructions(agent, root, text).strip()
+
+    def feature_instructions(self, agent: Agent, root: bool, text: str) -> str:
+        """``text`` (the agent's instructions) after every feature's :meth:`~.features.Feature.instructions`."""
+        for feature in self.features:
+            text = feature.instructions(agent, root, text)
+        return text
 
     def expected_output(self, agent: Agent, root: bool) -> str:
-        """The task's expected output (root), else the agent's."""
+        """The task's expected output (root), else the agent's, then the features'."""
         task = self.task
         expected = (task.expected_output if root and task is not None else None) or agent.expected_output
-        return (expected or "").strip()
+        text = expected or ""
+        for feature in self.features:
+            text = feature.expected_output(agent, root, text)
+        return text.strip()
 
-    def additional_context(self) -> str:
-        """``User details: <JSON>`` when the task has a user, then ``task.additional_context``."""
-        return _prompt.task_context(self.task)
+    def additional_context(self, agent: Optional[Agent] = None, root: bool = True) -> str:
+        """``User details: <JSON>`` when the task has a user, then ``task.additional_context``, then the
+        features' blocks for ``agent`` (memories, the plan, ...)."""
+        return self.feature_context(agent, root, _prompt.task_context(self.task))
+
+    def feature_context(self, agent: Optional[Agent], root: bool, text: str) -> str:
+        """``text`` after every feature's :meth:`~.features.Feature.additional_context` (none without an agent)."""
+        if agent is None:
+            return text
+        for feature in self.features:
+            text = feature.additional_context(agent, root, text)
+        return text
 
     def markdown(self, agent: Agent, root: bool) -> bool:
         """Whether the answer should be Markdown (the task's format decides when it has one)."""
@@ -471,10 +438,10 @@ class Adapter:
             blocks.append(f"<expected_output>\n{expected}\n</expected_output>")
         if self.markdown(agent, root):
             blocks.append(MARKDOWN_HINT)
-        if root:
-            additional = self.additional_context()
-            if additional:
-                blocks.append(f"<additional_context>\n{additional}\n</additional_context>")
+        # The task's context goes to the root agent; a member gets its features' blocks only.
+        additional = (self.additional_context(agent, root) if root else self.feature_context(agent, root, "")).strip()
+        if additional:
+            blocks.append(f"<additional_context>\n{additional}\n</additional_context>")
         return "\n\n".join(blocks)
 
     # -- output ------------------------------------------------------------------------
@@ -503,17 +470,24 @@ class Adapter:
 
     # -- tools -------------------------------------------------------------------------
 
-    def xpander_tools(self, agent: Agent) -> List[XpanderToolSpec]:
-        """One :class:`XpanderToolSpec` per distinct tool of the agent."""
-        specs: List[XpanderToolSpec] = []
+    def xpander_tools(self, agent: Agent, root: bool = False) -> List[ToolSpec]:
+        """The agent's tool specs: one :class:`XpanderToolSpec` per distinct tool of the agent, then the
+        features' tools (:meth:`~.features.Feature.tools`), then each feature's
+        :meth:`~.features.Feature.filter_tools` over the whole list."""
+        specs: List[ToolSpec] = []
         seen = set()
         for tool in agent.tools:
             if tool.id in seen:
                 continue
             seen.add(tool.id)
             specs.append(XpanderToolSpec(self.context, agent, self.task, tool))
-        if agent.knowledge_bases:
-            logger.debug("agent %s: knowledge bases are not attached by the %s adapter", agent.id, self.name)
+        for feature in self.features:
+            for spec in feature.tools(agent, root):
+                if spec.name not in seen:
+                    seen.add(spec.name)
+                    specs.append(spec)
+        for feature in self.features:
+            specs = feature.filter_tools(agent, root, specs)
         return specs
 
     # -- MCP ---------------------------------------------------------------------------

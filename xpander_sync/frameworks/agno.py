@@ -79,7 +79,7 @@ from ..errors import FrameworkNotInstalledError, InvalidInputError, ResponseDeco
 from ..models.agent import Agent
 from ..models.common import OutputFormat
 from . import _llm
-from ._adapter import OUTPUT_SCHEMA_NAME, Adapter, XpanderToolSpec, import_attr
+from ._adapter import OUTPUT_SCHEMA_NAME, Adapter, ToolSpec, import_attr
 from ._llm import ModelSpec
 from ._tools import render_tool_result  # noqa: F401  (kept importable from here)
 
@@ -215,7 +215,6 @@ class AgnoAdapter(Adapter):
             The keyword arguments for ``Agent`` / ``Team``.
         """
         path = self.check_cycle(agent, path)
-        task = self.task
         settings = agent.agno_settings
         args: Dict[str, Any] = {"id": agent.id, "name": agent.name}
 
@@ -225,7 +224,7 @@ class AgnoAdapter(Adapter):
         instructions = self._instructions(agent, root)
         if instructions:
             args["instructions"] = instructions
-        expected = (task.expected_output if root and task is not None else None) or agent.expected_output
+        expected = self.expected_output(agent, root)
         if expected:
             args["expected_output"] = expected
 
@@ -235,7 +234,7 @@ class AgnoAdapter(Adapter):
             self._session_storage(args, agent)
         if settings.learning:
             args["learning"] = True
-        additional = self.additional_context()
+        additional = self.additional_context(agent, root)
         if additional:
             args["additional_context"] = additional
         limit = self.tool_call_limit(agent, root)
@@ -245,7 +244,7 @@ class AgnoAdapter(Adapter):
         if hooks:
             args["pre_hooks"] = hooks
 
-        agent_tools: List[Any] = [agno_function(spec) for spec in self.xpander_tools(agent)]
+        agent_tools: List[Any] = [agno_function(spec) for spec in self.xpander_tools(agent, root)]
         agent_tools.extend(self._mcp_toolkits(agent, root))
         agent_tools.extend(extra_tools)
         args["tools"] = agent_tools
@@ -334,8 +333,10 @@ class AgnoAdapter(Adapter):
     def _raw_instructions(self, agent: Agent, root: bool) -> str:
         task = self.task
         if root and task is not None and task.instructions_override:
-            return task.instructions_override
-        return agent.instructions.instructions
+            text = task.instructions_override
+        else:
+            text = agent.instructions.instructions
+        return self.feature_instructions(agent, root, text)
 
     def _output(self, args: Dict[str, Any], agent: Agent, root: bool) -> None:
         fmt = agent.output_format
@@ -476,7 +477,7 @@ class AgnoAdapter(Adapter):
 build_agno_args = AgnoAdapter.build
 
 
-def agno_function(spec: XpanderToolSpec) -> Any:
+def agno_function(spec: ToolSpec) -> Any:
     """The agno ``Function`` for an xpander tool (its JSON schema verbatim, no entrypoint processing).
 
     Args:
@@ -491,7 +492,7 @@ def agno_function(spec: XpanderToolSpec) -> Any:
                     entrypoint=tool_entrypoint(spec), skip_entrypoint_processing=True)
 
 
-def tool_entrypoint(spec: XpanderToolSpec) -> Callable[..., str]:
+def tool_entrypoint(spec: ToolSpec) -> Callable[..., str]:
     """A plain function agno calls with the LLM's arguments; it calls the tool for *this* agent and task.
 
     Synchronous on purpose: agno runs sync tools directly in ``run`` and in a worker

@@ -50,7 +50,7 @@ from ._adapter import (
     MCP_SSE_READ_TIMEOUT,
     MCP_TOOL_TIMEOUT,
     Adapter,
-    XpanderToolSpec,
+    ToolSpec,
     import_attr,
 )
 from ._llm import REFUSED_PROVIDERS, ModelSpec, anthropic_sdk_takes
@@ -69,7 +69,7 @@ def _tool_class() -> Any:
     class XpanderTool(BaseTool):
         """An xpander tool: its JSON schema verbatim, the platform call in a worker thread."""
 
-        def __init__(self, spec: XpanderToolSpec) -> None:
+        def __init__(self, spec: ToolSpec) -> None:
             super().__init__(name=spec.name, description=spec.description)
             self.spec = spec
 
@@ -86,7 +86,7 @@ def _tool_class() -> Any:
     return XpanderTool
 
 
-def xpander_tool(spec: XpanderToolSpec) -> Any:
+def xpander_tool(spec: ToolSpec) -> Any:
     """The ADK ``BaseTool`` for an xpander tool.
 
     Args:
@@ -137,7 +137,7 @@ class GoogleADKAdapter(Adapter):
         schema = self.output_schema(agent, root)
         if schema is not None:
             args["output_schema"] = schema
-        args["tools"] = [xpander_tool(spec) for spec in self.xpander_tools(agent)] + self._mcp(agent, root)
+        args["tools"] = [xpander_tool(spec) for spec in self.xpander_tools(agent, root)] + self._mcp(agent, root)
         args["tools"] += extra_tools
         members = self.member_agents(agent)
         if members:

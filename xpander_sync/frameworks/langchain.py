@@ -43,7 +43,7 @@ from ._adapter import (
     MEMBER_TOOL_SCHEMA,
     OUTPUT_SCHEMA_NAME,
     Adapter,
-    XpanderToolSpec,
+    ToolSpec,
     import_attr,
     member_tool_description,
     member_tool_name,
@@ -53,7 +53,7 @@ from ._llm import ModelSpec
 logger = logging.getLogger(__name__)
 
 
-def structured_tool(spec: XpanderToolSpec) -> Any:
+def structured_tool(spec: ToolSpec) -> Any:
     """The ``StructuredTool`` for an xpander tool (JSON schema verbatim as ``args_schema``).
 
     Args:
@@ -155,7 +155,7 @@ class LangChainAdapter(Adapter):
         if schema is not None:
             schema.setdefault("title", OUTPUT_SCHEMA_NAME)
             args["response_format"] = schema
-        agent_tools: List[Any] = [structured_tool(spec) for spec in self.xpander_tools(agent)]
+        agent_tools: List[Any] = [structured_tool(spec) for spec in self.xpander_tools(agent, root)]
         for member in self.member_agents(agent):
             member_args = self.agent_args(member, root=False, extra_tools=[], path=path)
             agent_tools.append(member_tool(member, create_agent(**member_args)))

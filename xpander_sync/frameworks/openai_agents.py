@@ -63,6 +63,7 @@ from ._adapter import (
     OUTPUT_SCHEMA_NAME,
     Adapter,
     AdapterBuild,
+    ToolSpec,
     XpanderToolSpec,
     import_attr,
     is_strict_compatible,
@@ -122,7 +123,7 @@ def json_output_type(schema: Dict[str, Any]) -> Any:
     return _json_output_class()(schema)
 
 
-def function_tool(spec: XpanderToolSpec) -> Any:
+def function_tool(spec: ToolSpec) -> Any:
     """The openai-agents ``FunctionTool`` for an xpander tool.
 
     Args:
@@ -184,7 +185,7 @@ class OpenAIAgentsAdapter(Adapter):
         schema = self.output_schema(agent, root)
         if schema is not None:
             args["output_type"] = json_output_type(schema)
-        args["tools"] = [function_tool(spec) for spec in self.xpander_tools(agent)] + extra_tools
+        args["tools"] = [function_tool(spec) for spec in self.xpander_tools(agent, root)] + extra_tools
         servers = self._mcp(agent, root)
         if servers:
             args["mcp_servers"] = servers

@@ -45,7 +45,7 @@ from ._adapter import (
     MEMBER_TOOL_SCHEMA,
     OUTPUT_SCHEMA_NAME,
     Adapter,
-    XpanderToolSpec,
+    ToolSpec,
     import_attr,
     member_tool_description,
     member_tool_name,
@@ -60,7 +60,7 @@ EXTRA = 'pip install "xpander-sync[pydantic-ai]"'
 MEMBER_RUN_KEY = MEMBER_RUN_METADATA
 
 
-def schema_tool(spec: XpanderToolSpec) -> Any:
+def schema_tool(spec: ToolSpec) -> Any:
     """The Pydantic AI ``Tool`` for an xpander tool (its JSON schema verbatim).
 
     Args:
@@ -137,7 +137,7 @@ class PydanticAIAdapter(Adapter):
             from pydantic_ai.output import StructuredDict
 
             args["output_type"] = StructuredDict(schema, name=OUTPUT_SCHEMA_NAME)
-        agent_tools: List[Any] = [schema_tool(spec) for spec in self.xpander_tools(agent)]
+        agent_tools: List[Any] = [schema_tool(spec) for spec in self.xpander_tools(agent, root)]
         for member in self.member_agents(agent):
             built = PAgent(**self.agent_args(member, root=False, extra_tools=[], path=path))
             agent_tools.append(member_tool(member, built))

@@ -47,7 +47,7 @@ from ..models.agent import Agent
 from ._adapter import (
     OUTPUT_SCHEMA_NAME,
     Adapter,
-    XpanderToolSpec,
+    ToolSpec,
     import_attr,
     member_tool_description,
     member_tool_name,
@@ -59,7 +59,7 @@ from ._tools import render_tool_result
 logger = logging.getLogger(__name__)
 
 
-def python_tool(spec: XpanderToolSpec) -> Any:
+def python_tool(spec: ToolSpec) -> Any:
     """The ``PythonAgentTool`` for an xpander tool (its JSON schema verbatim as ``inputSchema``).
 
     Args:
@@ -250,7 +250,7 @@ class StrandsAdapter(Adapter):
         schema = self.output_schema(agent, root)
         if schema is not None:
             args["structured_output_model"] = pydantic_model_from_schema(schema)
-        agent_tools: List[Any] = [python_tool(spec) for spec in self.xpander_tools(agent)]
+        agent_tools: List[Any] = [python_tool(spec) for spec in self.xpander_tools(agent, root)]
         for member in self.member_agents(agent):
             built = StrandsAgent(**self.agent_args(member, root=False, extra_tools=[], path=path))
             agent_tools.append(counted_member_tool(
