@@ -1,29 +1,51 @@
 """``xpander-sync run``: one turn of an agent in a subprocess, against the local backend and its scripted model.
 
 The model is mounted on the local backend (``LocalBackend.mount_llm``) in this process; the CLI,
-in a subprocess, loads the agent from the backend, builds it (agno), runs it (the model calls the
-xpander tool, then answers with its result), prints the answer and reports the run. Each test
-checks the exit status, the output, and the report the backend stored.
+in a subprocess, loads the agent from the backend, builds it (agno, or ``--framework``), runs it
+(the model calls the xpander tool, then answers with its result), prints the answer and reports
+the run. Each test checks the exit status, the output, and the report the backend stored.
+
+Every test is marked with the framework it runs (``@pytest.mark.framework``): the default env
+runs them all and skips a framework that is not installed; each framework's tox env runs its
+own share (``pytest tests/frameworks tests/test_cli_run.py --framework NAME``).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
-from typing import Any, Dict
+from typing import Any, Dict, List, Tuple
 
 import pytest
 
 from xpander_sync import Backend, Configuration
+from xpander_sync.cli_run import RUNNERS, Shown
+from xpander_sync.frameworks import ADAPTERS, summarize_run
 from xpander_sync.local import LocalBackend
 from xpander_sync.testing import ScriptedModel, Usage, answer, answer_with_tool_result, call_first_tool, make_agent
 
 from .faults import FaultProxy
+from .frameworks.conftest import require_framework
 from .frameworks.test_run_matrix import TOOL, TOOL_ANSWER, TOOL_ID
 
-pytest.importorskip("agno", reason="the run command's tests build agno agents (the default test environment)")
+
+def _agno_only(test: Any) -> Any:
+    """The agent's own framework (agno) builds it: marked, and skipped where agno is not installed."""
+    needs = pytest.mark.skipif(not _installed("agno"), reason="agno is not installed: pip install 'xpander-sync[agno]'")
+    return pytest.mark.framework("agno")(needs(test))
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+#: One case per framework runner, each marked with its framework (skipped where it is not installed).
+FRAMEWORKS = [pytest.param(name, id=name, marks=pytest.mark.framework(name)) for name in RUNNERS]
 
 KEY = "xpk-RUN-SENTINEL-5a1c"
 PROMPT = "Look up the answer"
@@ -73,6 +95,7 @@ def _one_report(local: LocalBackend) -> Dict[str, Any]:
     return reports[0]["body"]  # type: ignore[no-any-return]
 
 
+@_agno_only
 def test_run_prints_the_answer_and_reports_the_runs_tokens_and_tools(local: LocalBackend,
                                                                       model: ScriptedModel) -> None:
     _script_tool_turn(model)
@@ -89,6 +112,7 @@ def test_run_prints_the_answer_and_reports_the_runs_tokens_and_tools(local: Loca
     assert KEY not in done.stdout + done.stderr and "sk-stored-run" not in done.stdout + done.stderr
 
 
+@_agno_only
 def test_run_json_shape_and_task_id(local: LocalBackend, model: ScriptedModel) -> None:
     task = Backend(Configuration(api_key=KEY, base_url=local.url)).invoke_agent("agt-run", PROMPT)
     _script_tool_turn(model)
@@ -106,14 +130,17 @@ def test_run_json_shape_and_task_id(local: LocalBackend, model: ScriptedModel) -
     assert _one_report(local)["id"] == task.id
 
 
-def test_a_failed_run_exits_1_and_is_reported_as_failed(local: LocalBackend) -> None:
-    # no LLM mounted: every model request gets a 503
-    done = run_cli("agt-plain", PROMPT, url=local.url)
+@pytest.mark.parametrize("name", FRAMEWORKS)
+def test_a_failed_run_exits_1_and_is_reported_as_failed(local: LocalBackend, name: str) -> None:
+    require_framework(name)
+    # no LLM mounted: every model request gets a 503 (streamed or not)
+    done = run_cli("agt-plain", PROMPT, "--framework", name, url=local.url)
     assert done.returncode == 1, done.stderr
     assert "the run failed" in done.stderr
     assert _one_report(local)["is_success"] is False
 
 
+@_agno_only
 def test_no_report_reports_nothing(local: LocalBackend, model: ScriptedModel) -> None:
     model.script(answer("plain answer"))
     done = run_cli("agt-plain", PROMPT, "--no-report", "--json", url=local.url)
@@ -122,6 +149,7 @@ def test_no_report_reports_nothing(local: LocalBackend, model: ScriptedModel) ->
     assert local.reports() == []
 
 
+@_agno_only
 @pytest.mark.parametrize("argv", [["--framework", "open-claw"], ["--framework", "no-such-framework"]])
 def test_framework_errors_exit_2(local: LocalBackend, argv: Any) -> None:
     done = run_cli("agt-plain", PROMPT, *argv, url=local.url)
@@ -129,6 +157,7 @@ def test_framework_errors_exit_2(local: LocalBackend, argv: Any) -> None:
     assert done.stderr.startswith("xpander-sync: error:") and local.reports() == []
 
 
+@_agno_only
 def test_an_undeliverable_report_is_queued_exit_3(local: LocalBackend, model: ScriptedModel,
                                                    outbox_path: str) -> None:
     with FaultProxy(local.url) as proxy:
@@ -146,3 +175,75 @@ def test_an_undeliverable_report_is_queued_exit_3(local: LocalBackend, model: Sc
         proxy.set_default("pass")  # the platform is back: the queued report is delivered as it was sent
         flushed = Backend(Configuration(api_key=KEY, base_url=proxy.url, outbox=outbox_path)).flush_outbox()
     assert len(flushed.delivered) == 1 and _one_report(local)["result"] == "queued answer"
+
+
+# -- streaming: every framework that streams -------------------------------------------------------
+
+
+def test_every_registered_adapter_has_a_streaming_runner() -> None:
+    assert set(RUNNERS) == set(ADAPTERS)
+
+
+def _tool_lines(stderr: str) -> List[str]:
+    return [line for line in stderr.splitlines() if line.startswith("[tool] ")]
+
+
+@pytest.mark.parametrize("name", FRAMEWORKS)
+def test_run_streams_the_answer_and_shows_each_tool_call(local: LocalBackend, model: ScriptedModel,
+                                                         name: str) -> None:
+    """Without ``--json`` every framework streams: the model is asked to stream, the answer is printed
+    once, the tool call is shown on stderr, and the report still carries the exact tokens."""
+    require_framework(name)
+    _script_tool_turn(model)
+    done = run_cli("agt-run", PROMPT, "--framework", name, url=local.url)
+    assert done.returncode == 0, done.stderr
+    assert model.remaining == 0 and model.requests and all(r.stream for r in model.requests)
+    assert done.stdout.startswith("final: ") and done.stdout.count(TOOL_ANSWER) == 1, done.stdout
+    assert _tool_lines(done.stderr) == [f"[tool] {TOOL_ID}"], done.stderr
+    body = _one_report(local)
+    assert body["result"] == done.stdout.strip() and body["is_success"] is True
+    assert body["tokens"]["prompt_tokens"] == model.total_usage.prompt_tokens == 312
+    assert body["tokens"]["completion_tokens"] == model.total_usage.completion_tokens == 46
+    assert body["used_tools"] == [TOOL_ID]
+
+
+class Recording(Shown):
+    """A :class:`Shown` that also records what it was given, in order."""
+
+    def __init__(self) -> None:
+        super().__init__(io.StringIO(), io.StringIO())
+        self.events: List[Tuple[str, str]] = []
+
+    def text(self, piece: Any) -> None:
+        if isinstance(piece, str) and piece:
+            self.events.append(("text", piece))
+        super().text(piece)
+
+    def tool(self, name: Any, call_id: Any = None) -> None:
+        before = len(self.tools)
+        super().tool(name, call_id)
+        if len(self.tools) > before:
+            self.events.append(("tool", str(name)))
+
+
+@pytest.mark.parametrize("name", FRAMEWORKS)
+def test_each_runner_streams_pieces_and_returns_the_run_result(local: LocalBackend, model: ScriptedModel,
+                                                               name: str) -> None:
+    """In process: the tool call is shown before the answer, the answer arrives in pieces (the
+    scripted model streams it in two), and the runner returns the run result ``report_run`` reads."""
+    require_framework(name)
+    if name == "open-ai-agents":
+        from agents import set_tracing_disabled
+
+        set_tracing_disabled(True)
+    args = Backend(Configuration(api_key=KEY, base_url=local.url)).get_args(agent_id="agt-run", framework=name)
+    _script_tool_turn(model)
+    shown = Recording()
+    run = RUNNERS[name](args, PROMPT, shown)
+    pieces = [value for kind, value in shown.events if kind == "text"]
+    assert shown.events[0] == ("tool", TOOL_ID) and shown.tools == [TOOL_ID], shown.events
+    assert len(pieces) >= 2 and "".join(pieces).startswith("final: "), shown.events
+    summary = summarize_run(run)
+    assert summary.result == "".join(pieces) and TOOL_ANSWER in summary.result
+    assert (summary.tokens.prompt_tokens, summary.tokens.completion_tokens) == (312, 46)
+    assert summary.used_tools == [TOOL_ID] and summary.is_success is True
