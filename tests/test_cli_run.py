@@ -247,3 +247,17 @@ def test_each_runner_streams_pieces_and_returns_the_run_result(local: LocalBacke
     assert summary.result == "".join(pieces) and TOOL_ANSWER in summary.result
     assert (summary.tokens.prompt_tokens, summary.tokens.completion_tokens) == (312, 46)
     assert summary.used_tools == [TOOL_ID] and summary.is_success is True
+
+
+def test_shown_keeps_text_and_tool_lines_apart() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    shown = Shown(out, err)
+    shown.text("Let me look")
+    shown.text(" that up.")
+    shown.tool("Search", "call-1")
+    shown.tool("Search", "call-1")  # the same call, reported again: shown once
+    shown.text(None)
+    shown.text("Found it.")
+    shown.tool("Fetch")
+    assert out.getvalue() == "Let me look that up.\nFound it.\n" and shown.line_open is False
+    assert err.getvalue() == "[tool] Search\n[tool] Fetch\n" and shown.tools == ["Search", "Fetch"]

@@ -56,6 +56,7 @@ class Shown:
     def __init__(self, out: TextIO, err: TextIO) -> None:
         self._out, self._err = out, err
         self.printed_text = False
+        self.line_open = False  # the answer's last piece did not end its line
         self.tools: List[str] = []
         self._seen: Set[str] = set()
 
@@ -69,6 +70,7 @@ class Shown:
             self._out.write(piece)
             self._out.flush()
             self.printed_text = True
+            self.line_open = not piece.endswith("\n")
 
     def tool(self, name: Any, call_id: Any = None) -> None:
         """Show a tool call as it starts (once per ``call_id`` when one is given).
@@ -82,6 +84,10 @@ class Shown:
                 return
             self._seen.add(str(call_id))
         self.tools.append(str(name))
+        if self.line_open:  # text before a tool call ("Let me look that up"): the answer goes on below
+            self._out.write("\n")
+            self._out.flush()
+            self.line_open = False
         self._err.write(f"[tool] {name}\n")
         self._err.flush()
 
@@ -326,8 +332,8 @@ def run_command(ns: Any, configuration: Configuration, out: TextIO, err: Optiona
         out.write(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
     elif shown is not None:
         if shown.printed_text:
-            out.write("\n")
-        elif summary.is_success:
+            out.write("\n" if shown.line_open else "")
+        elif summary.is_success:  # nothing streamed (e.g. a structured output): the result now
             out.write((summary.result or "") + "\n")
     else:
         for name in summary.used_tools:
