@@ -44,6 +44,9 @@ def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+#: The agents of the provider families besides OpenAI Chat Completions (``agt-run``).
+FAMILY_AGENTS = {"anthropic": ("agt-run-anthropic", "anthropic", "claude-sonnet-4-6"),
+                 "openai-responses": ("agt-run-responses", "openai", "gpt-5.6")}
 #: One case per framework runner, each marked with its framework (skipped where it is not installed).
 FRAMEWORKS = [pytest.param(name, id=name, marks=pytest.mark.framework(name)) for name in RUNNERS]
 
@@ -65,6 +68,10 @@ def local(tmp_path: Any) -> Any:
         backend.add_agent(make_agent("agt-run", "Runner", framework="agno", model_provider="openai",
                                      model_name="gpt-4.1", tools=[TOOL], output_format="text",
                                      llm_credentials={"name": "k", "value": "sk-stored-run"}))
+        for agent_id, provider, model_name in FAMILY_AGENTS.values():  # the other provider families
+            backend.add_agent(make_agent(agent_id, "Runner", framework="agno", model_provider=provider,
+                                         model_name=model_name, tools=[TOOL], output_format="text",
+                                         llm_credentials={"name": "k", "value": "sk-stored-run"}))
         backend.add_agent(make_agent("agt-plain", "Plain", framework="agno", model_provider="openai",
                                      model_name="gpt-4.1", output_format="text",
                                      llm_credentials={"name": "k", "value": "sk-stored-run"}))
@@ -226,23 +233,33 @@ class Recording(Shown):
             self.events.append(("tool", str(name)))
 
 
-@pytest.mark.parametrize("name", FRAMEWORKS)
+#: Every runner x every provider family it builds (google-adk reaches OpenAI through litellm's Chat
+#: Completions only: no Responses case).
+FAMILY_CASES = [pytest.param(name, family, id=f"{name}-{family}", marks=pytest.mark.framework(name))
+                for name in RUNNERS for family in ("openai-chat", *FAMILY_AGENTS)
+                if not (name == "google-adk" and family == "openai-responses")]
+
+
+@pytest.mark.parametrize("name,family", FAMILY_CASES)
 def test_each_runner_streams_pieces_and_returns_the_run_result(local: LocalBackend, model: ScriptedModel,
-                                                               name: str) -> None:
-    """In process: the tool call is shown before the answer, the answer arrives in pieces (the
-    scripted model streams it in two), and the runner returns the run result ``report_run`` reads."""
+                                                               name: str, family: str) -> None:
+    """In process, for each provider family: the tool call is shown before the answer, the answer
+    arrives in pieces (the scripted model streams it in two), and the runner returns the run result
+    ``report_run`` reads, with the exact tokens of the streamed model calls."""
     require_framework(name)
+    agent_id = FAMILY_AGENTS[family][0] if family in FAMILY_AGENTS else "agt-run"
     if name == "open-ai-agents":
         from agents import set_tracing_disabled
 
         set_tracing_disabled(True)
-    args = Backend(Configuration(api_key=KEY, base_url=local.url)).get_args(agent_id="agt-run", framework=name)
+    args = Backend(Configuration(api_key=KEY, base_url=local.url)).get_args(agent_id=agent_id, framework=name)
     _script_tool_turn(model)
     shown = Recording()
     run = RUNNERS[name](args, PROMPT, shown)
     pieces = [value for kind, value in shown.events if kind == "text"]
     assert shown.events[0] == ("tool", TOOL_ID) and shown.tools == [TOOL_ID], shown.events
     assert len(pieces) >= 2 and "".join(pieces).startswith("final: "), shown.events
+    assert model.requests and all(r.stream and r.family == family for r in model.requests)
     summary = summarize_run(run)
     assert summary.result == "".join(pieces) and TOOL_ANSWER in summary.result
     assert (summary.tokens.prompt_tokens, summary.tokens.completion_tokens) == (312, 46)
