@@ -269,3 +269,56 @@ def test_a_decorated_functions_returned_text_or_data_is_the_result(backend: Back
     assert bodies["dict"]["result"] == '{"answer": 42, "items": ["a"]}'
     assert bodies["other"]["result"] is None  # neither text, data nor a run result: a timed run
     assert all(b["is_success"] is True and b["tokens"] is None for b in bodies.values())
+
+
+def test_a_decorated_function_gives_its_result_through_tracked_current(backend: Backend,
+                                                                        xpander_backend: Any) -> None:
+    from xpander_sync.tracking import Tracked
+
+    @backend.track(agent_id=AGENT, input="sync")
+    def nightly() -> str:
+        current = Tracked.current()
+        assert current is not None
+        current.set_result("exported 3 rows", used_tools=["export"], tokens={"prompt_tokens": 5})
+        return "what set_result gave wins"
+
+    @backend.track(agent_id=AGENT, input="async")
+    async def nightly_async() -> Any:
+        await asyncio.sleep(0.01)
+        current = Tracked.current()
+        assert current is not None
+        current.set_result("async rows", is_success=False)
+        return RunOutput("a returned run loses too")
+
+    assert Tracked.current() is None
+    assert nightly() == "what set_result gave wins"
+    asyncio.run(nightly_async())
+    assert Tracked.current() is None
+    bodies = {b["input"]: b for b in _reports(xpander_backend)}
+    assert (bodies["sync"]["result"], bodies["sync"]["used_tools"]) == ("exported 3 rows", ["export"])
+    assert bodies["sync"]["tokens"]["prompt_tokens"] == 5
+    assert (bodies["async"]["result"], bodies["async"]["is_success"]) == ("async rows", False)
+
+
+def test_tracked_current_is_the_innermost_run_of_this_context(backend: Backend, xpander_backend: Any) -> None:
+    from xpander_sync.tracking import Tracked
+
+    with backend.track(agent_id=AGENT, input="outer") as outer:
+        assert Tracked.current() is outer
+        with backend.track(agent_id=AGENT, input="inner") as inner:
+            assert Tracked.current() is inner
+        assert Tracked.current() is outer
+
+    async def two_tasks() -> None:
+        async def one(name: str) -> None:
+            async with backend.track(agent_id=AGENT, input=name) as tracked:
+                await asyncio.sleep(0.02)
+                assert Tracked.current() is tracked  # each task sees its own run
+                tracked.set_result(name)
+
+        await asyncio.gather(one("task-a"), one("task-b"))
+
+    asyncio.run(two_tasks())
+    assert Tracked.current() is None
+    bodies = {b["input"]: b for b in _reports(xpander_backend)}
+    assert bodies["task-a"]["result"] == "task-a" and bodies["task-b"]["result"] == "task-b"

@@ -21,6 +21,7 @@ import inspect
 import json
 import logging
 import time
+from contextvars import ContextVar, Token
 from typing import Any, Callable, Dict, Optional, TypeVar
 
 import attrs
@@ -34,6 +35,8 @@ __all__ = ["Tracked"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _UNSET: Any = object()
+#: The innermost tracked run entered in this context (thread or async task).
+_CURRENT: ContextVar[Optional[Tracked]] = ContextVar("xpander_sync_tracked", default=None)
 #: The report fields a tracked run may set (``report_external_task``'s, but ``input`` and
 #: ``duration``: given to ``track`` and measured).
 FIELDS = ("tokens", "used_tools", "is_success", "llm_response", "id")
@@ -96,8 +99,27 @@ class Tracked:
         self._fields: Dict[str, Any] = {}
         self._started: Optional[float] = None
         self._done = False
+        self._given = False  # set_run/set_result was called: wins over a decorated function's return value
+        self._token: Optional[Token[Optional[Tracked]]] = None
         self.duration: Optional[float] = None
         self.report: Any = None
+
+    @staticmethod
+    def current() -> Optional[Tracked]:
+        """The innermost tracked run being timed here (this thread or async task), or ``None``.
+
+        What a decorated function uses to give its result::
+
+            @backend.track(agent_id="agt-1", input="nightly")
+            def nightly():
+                rows = export()
+                Tracked.current().set_result(f"exported {len(rows)} rows", used_tools=["export"])
+
+        Returns:
+            The :class:`Tracked` of the innermost ``with``/``async with`` block or decorated call
+            running in this context, or ``None`` outside of any.
+        """
+        return _CURRENT.get()
 
     def _fresh(self) -> Tracked:
         return Tracked(self._backend, self._target["agent_id"], self._input, self._task, self._target["agent"])
@@ -118,6 +140,7 @@ class Tracked:
             checked["result"] = result
         self._run = run
         self._fields = checked
+        self._given = True
 
     def set_result(self, result: Optional[str], **fields: Any) -> None:
         """The run's result when there is no framework run result: text you produced, and its numbers.
@@ -146,6 +169,7 @@ class Tracked:
         checked = _checked(fields, "set_result", result)
         self._run = _UNSET
         self._fields = dict(checked, result=result)
+        self._given = True
 
     # -- context manager ------------------------------------------------------------------------
 
@@ -154,6 +178,7 @@ class Tracked:
         return self
 
     def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> None:
+        self._leave()
         self._finish(exc)
 
     async def __aenter__(self) -> Tracked:
@@ -161,12 +186,22 @@ class Tracked:
         return self
 
     async def __aexit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> None:
+        self._leave()
         await asyncio.to_thread(self._finish, exc)
 
     def _start(self) -> None:
         if self._started is not None:
             raise InvalidInputError("a Tracked run is entered once: call backend.track(...) again for another run")
         self._started = time.monotonic()
+        self._token = _CURRENT.set(self)
+
+    def _leave(self) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            try:
+                _CURRENT.reset(token)
+            except ValueError:  # left in another context than the one it was entered in
+                pass
 
     # -- decorator ------------------------------------------------------------------------------
 
@@ -196,7 +231,7 @@ class Tracked:
     def _adopt(self, value: Any) -> None:
         """The decorated function's return value: a run result to report, or a result text
         (a string; a dict, list, pydantic/attrs/dataclass object as JSON text)."""
-        if self._run is not _UNSET or value is None:
+        if self._given or value is None:
             return
         if not isinstance(value, str):
             from .frameworks import summarize_run
