@@ -167,3 +167,158 @@ def test_background_mode_delivers_through_the_outbox_path(xpander_backend: Any, 
     bodies = {b["input"]: b for b in _reports(xpander_backend)}
     assert bodies["bg"]["result"] == "background answer" and bodies["bg"]["id"] == tracked.report.task_id
     assert bodies["bg-fail"]["is_success"] is False
+
+
+# -- set_result: a result that is no framework run result -----------------------------------------
+
+
+def test_set_result_reports_the_text_and_fields(backend: Backend, xpander_backend: Any) -> None:
+    with backend.track(agent_id=AGENT, input="hi") as tracked:
+        tracked.set_result("my answer", tokens={"prompt_tokens": 12, "completion_tokens": 40},
+                           used_tools=["Search", "Fetch"], llm_response={"model": "mine"})
+    (body,) = _reports(xpander_backend)
+    assert body["result"] == "my answer" and body["used_tools"] == ["Search", "Fetch"]
+    assert (body["tokens"]["prompt_tokens"], body["tokens"]["completion_tokens"]) == (12, 40)
+    assert body["llm_response"] == {"model": "mine"} and body["is_success"] is True
+    assert body["input"] == "hi" and body["duration"] == tracked.duration
+
+
+def test_set_result_can_say_the_run_failed_and_the_last_setter_wins(backend: Backend,
+                                                                      xpander_backend: Any) -> None:
+    with backend.track(agent_id=AGENT, input="a") as tracked:
+        tracked.set_run(RunOutput("from the run", tools=["Search"]))
+        tracked.set_result("refused", is_success=False)
+    with backend.track(agent_id=AGENT, input="b") as tracked:
+        tracked.set_result("overwritten", used_tools=["Mine"])
+        tracked.set_run(RunOutput("from the run", tools=["Search"]))
+    bodies = {b["input"]: b for b in _reports(xpander_backend)}
+    assert (bodies["a"]["result"], bodies["a"]["is_success"], bodies["a"]["used_tools"]) == ("refused", False, [])
+    assert bodies["a"]["tokens"] is None  # nothing of the run is kept
+    assert (bodies["b"]["result"], bodies["b"]["used_tools"]) == ("from the run", ["Search"])
+    assert bodies["b"]["tokens"]["prompt_tokens"] == 30
+
+
+@pytest.mark.parametrize("call,named", [
+    (lambda t: t.set_result("x", duration=3), "'duration'"),
+    (lambda t: t.set_result("x", input="again"), "'input'"),
+    (lambda t: t.set_result("x", tokenz={}), "'tokenz'"),
+    (lambda t: t.set_result("x", tokens={"prompt": 1}), "tokens"),
+    (lambda t: t.set_result("x", tokens={"prompt_tokens": -1}), "tokens.prompt_tokens"),
+    (lambda t: t.set_result("x", used_tools="Search"), "used_tools"),
+    (lambda t: t.set_result("x", is_success="yes"), "is_success"),
+    (lambda t: t.set_result("x", llm_response=object()), "llm_response"),
+    (lambda t: t.set_result("x", id=""), "id"),
+    (lambda t: t.set_result({"not": "text"}), "result"),
+    (lambda t: t.set_run(RunOutput("r"), used_tools=[1]), "used_tools"),
+    (lambda t: t.set_run(RunOutput("r"), duration=1), "'duration'"),
+])
+def test_bad_fields_are_refused_at_once_naming_the_field(backend: Backend, xpander_backend: Any, call: Any,
+                                                         named: str) -> None:
+    from xpander_sync.errors import InvalidInputError
+
+    tracked = backend.track(agent_id=AGENT, input="bad")
+    with pytest.raises(InvalidInputError, match=named.replace(".", r"\.")):
+        call(tracked)
+    with pytest.raises(InvalidInputError), tracked:  # inside the block: the block failed, and is reported so
+        call(tracked)
+    (body,) = _reports(xpander_backend)
+    assert body["is_success"] is False and "InvalidInputError" in body["result"]
+
+
+def test_a_failure_after_set_result_is_reported_as_the_failure(backend: Backend, xpander_backend: Any) -> None:
+    with pytest.raises(RuntimeError), backend.track(agent_id=AGENT) as tracked:
+        tracked.set_result("half done", id="task-kept-1", used_tools=["Search"])
+        raise RuntimeError("then it broke")
+    (body,) = _reports(xpander_backend)
+    assert body["is_success"] is False and "then it broke" in body["result"]
+    assert body["id"] == "task-kept-1" and body["used_tools"] == []
+
+
+def test_set_result_in_async_with(backend: Backend, xpander_backend: Any) -> None:
+    async def main() -> None:
+        async with backend.track(agent_id=AGENT, input="async") as tracked:
+            await asyncio.sleep(0.01)
+            tracked.set_result("async text", tokens={"prompt_tokens": 3, "completion_tokens": 4})
+
+    asyncio.run(main())
+    (body,) = _reports(xpander_backend)
+    assert body["result"] == "async text" and body["tokens"]["completion_tokens"] == 4 and body["duration"] > 0
+
+
+def test_a_decorated_functions_returned_text_or_data_is_the_result(backend: Backend, xpander_backend: Any) -> None:
+    @backend.track(agent_id=AGENT, input="str")
+    def text() -> str:
+        return "plain text"
+
+    @backend.track(agent_id=AGENT, input="async-str")
+    async def async_text() -> str:
+        return "async plain text"
+
+    @backend.track(agent_id=AGENT, input="dict")
+    def data() -> Dict[str, Any]:
+        return {"answer": 42, "items": ["a"]}
+
+    @backend.track(agent_id=AGENT, input="other")
+    def number() -> int:
+        return 7
+
+    assert text() == "plain text" and asyncio.run(async_text()) == "async plain text"
+    assert data() == {"answer": 42, "items": ["a"]} and number() == 7
+    bodies = {b["input"]: b for b in _reports(xpander_backend)}
+    assert bodies["str"]["result"] == "plain text" and bodies["async-str"]["result"] == "async plain text"
+    assert bodies["dict"]["result"] == '{"answer": 42, "items": ["a"]}'
+    assert bodies["other"]["result"] is None  # neither text, data nor a run result: a timed run
+    assert all(b["is_success"] is True and b["tokens"] is None for b in bodies.values())
+
+
+def test_a_decorated_function_gives_its_result_through_tracked_current(backend: Backend,
+                                                                        xpander_backend: Any) -> None:
+    from xpander_sync.tracking import Tracked
+
+    @backend.track(agent_id=AGENT, input="sync")
+    def nightly() -> str:
+        current = Tracked.current()
+        assert current is not None
+        current.set_result("exported 3 rows", used_tools=["export"], tokens={"prompt_tokens": 5})
+        return "what set_result gave wins"
+
+    @backend.track(agent_id=AGENT, input="async")
+    async def nightly_async() -> Any:
+        await asyncio.sleep(0.01)
+        current = Tracked.current()
+        assert current is not None
+        current.set_result("async rows", is_success=False)
+        return RunOutput("a returned run loses too")
+
+    assert Tracked.current() is None
+    assert nightly() == "what set_result gave wins"
+    asyncio.run(nightly_async())
+    assert Tracked.current() is None
+    bodies = {b["input"]: b for b in _reports(xpander_backend)}
+    assert (bodies["sync"]["result"], bodies["sync"]["used_tools"]) == ("exported 3 rows", ["export"])
+    assert bodies["sync"]["tokens"]["prompt_tokens"] == 5
+    assert (bodies["async"]["result"], bodies["async"]["is_success"]) == ("async rows", False)
+
+
+def test_tracked_current_is_the_innermost_run_of_this_context(backend: Backend, xpander_backend: Any) -> None:
+    from xpander_sync.tracking import Tracked
+
+    with backend.track(agent_id=AGENT, input="outer") as outer:
+        assert Tracked.current() is outer
+        with backend.track(agent_id=AGENT, input="inner") as inner:
+            assert Tracked.current() is inner
+        assert Tracked.current() is outer
+
+    async def two_tasks() -> None:
+        async def one(name: str) -> None:
+            async with backend.track(agent_id=AGENT, input=name) as tracked:
+                await asyncio.sleep(0.02)
+                assert Tracked.current() is tracked  # each task sees its own run
+                tracked.set_result(name)
+
+        await asyncio.gather(one("task-a"), one("task-b"))
+
+    asyncio.run(two_tasks())
+    assert Tracked.current() is None
+    bodies = {b["input"]: b for b in _reports(xpander_backend)}
+    assert bodies["task-a"]["result"] == "task-a" and bodies["task-b"]["result"] == "task-b"

@@ -217,7 +217,8 @@ class Backend(Resource):
 
         On exit: :meth:`report_run` when a run result was given to ``tracked.set_run(...)``
         or returned by the decorated function, else :meth:`report_external_task` with the
-        duration (a returned string is the result). When the block raises, the report has
+        duration and what ``tracked.set_result(text, **fields)`` gave (a decorated function's
+        returned string is the result). When the block raises, the report has
         ``is_success=False`` and the scrubbed error text, and the exception is re-raised.
 
         Args:

@@ -16,11 +16,12 @@ import json
 import os
 import subprocess
 import sys
-from typing import Any, Callable, Dict, List
+from typing import Any, Dict, List
 
 import pytest
 
 from xpander_sync import Backend, Configuration
+from xpander_sync.cli_run import RUNNERS
 from xpander_sync.errors import InvalidInputError
 from xpander_sync.frameworks import ADAPTERS, summarize_run
 from xpander_sync.local import LocalBackend
@@ -29,64 +30,20 @@ from xpander_sync.testing import ScriptedModel, Usage, answer, answer_with_tool_
 from .conftest import require_framework
 from .test_run_matrix import DRIVERS, FAMILIES, PROMPT, TOOL_ANSWER, TOOL_ID, _agents, platform  # noqa: F401
 
-# -- each framework's run, returning its own run result ---------------------------------------
+# Each framework's run is ``xpander-sync run``'s runner (``cli_run.RUNNERS``): one set of drivers
+# for the command and these tests. Called with ``(args, prompt)`` it runs the turn unstreamed and
+# returns the framework's own run result.
 
 
-def _agno(args: Dict[str, Any]) -> Any:
-    from agno.agent import Agent
-    from agno.team import Team
-
-    return (Team(**args) if "members" in args else Agent(**args)).run(PROMPT)
+def _run(name: str, args: Dict[str, Any]) -> Any:
+    return RUNNERS[name](args, PROMPT)
 
 
-def _openai_agents(args: Dict[str, Any]) -> Any:
-    from agents import Agent, Runner, set_tracing_disabled
-
-    set_tracing_disabled(True)
-    return Runner.run_sync(Agent(**args), PROMPT)
-
-
-def _langchain(args: Dict[str, Any]) -> Any:
-    from langchain.agents import create_agent
-
-    return create_agent(**args).invoke({"messages": [{"role": "user", "content": PROMPT}]})
-
-
-def _strands(args: Dict[str, Any]) -> Any:
-    from strands import Agent
-
-    return Agent(**args)(PROMPT)
-
-
-def _google_adk(args: Dict[str, Any]) -> Any:
-    from google.adk.agents import LlmAgent
-    from google.adk.runners import InMemoryRunner
-    from google.genai import types
-
-    runner = InMemoryRunner(agent=LlmAgent(**args), app_name="report")
-    message = types.Content(role="user", parts=[types.Part(text=PROMPT)])
-
-    async def run() -> List[Any]:
-        session = await runner.session_service.create_session(app_name="report", user_id="u-1")
-        return [e async for e in runner.run_async(user_id="u-1", session_id=session.id, new_message=message)]
-
-    return asyncio.run(run())
-
-
-def _pydantic_ai(args: Dict[str, Any]) -> Any:
-    from pydantic_ai import Agent
-
-    return Agent(**args).run_sync(PROMPT)
-
-
-RUNNERS: Dict[str, Callable[[Dict[str, Any]], Any]] = {
-    "agno": _agno,
-    "open-ai-agents": _openai_agents,
-    "langchain": _langchain,
-    "strands-agents": _strands,
-    "google-adk": _google_adk,
-    "pydantic-ai": _pydantic_ai,
-}
+#: The frameworks whose stream shows a team member's own tool calls as they start (agno's events,
+#: openai-agents' and google-adk's handoffs/transfers run the member in the same stream); the
+#: others run a member inside the leader's tool call, so only that call is shown live (the report
+#: still lists every tool).
+MEMBERS_TOOLS_SHOWN = {"agno", "open-ai-agents", "google-adk"}
 #: Every adapter's team result carries its members' runs: agno's member responses, openai-agents'
 #: and google-adk's handoffs/transfers in the same run, LangChain's member state as its tool
 #: message's artifact, pydantic-ai's members run with the leader's usage, strands' member tool
@@ -99,6 +56,10 @@ def test_every_registered_adapter_has_a_runner() -> None:
 
 def _setup(platform: LocalBackend, name: str) -> Any:  # noqa: F811
     require_framework(name)
+    if name == "open-ai-agents":
+        from agents import set_tracing_disabled
+
+        set_tracing_disabled(True)  # traces go to OpenAI's servers (the run command disables them too)
     _agents(platform, name, FAMILIES["openai-chat"])
     model = platform.mount_llm(ScriptedModel(usage=Usage(13, 5)))
     backend = Backend(Configuration(api_key="xpk-matrix", base_url=platform.url, organization_id="local-org",
@@ -141,7 +102,7 @@ def test_report_run_sends_the_runs_tokens_tools_and_text(platform: LocalBackend,
     else:
         model.script(*turns)
 
-    run = RUNNERS[name](args)
+    run = _run(name, args)
     assert model.remaining == 0 and all(r.status == 200 for r in model.requests)
     answer_ = backend.report_run(agent_id, run=run, task=task, duration=1.5)
 
@@ -165,7 +126,7 @@ def test_a_failed_run_is_reported_as_a_failure(platform: LocalBackend, name: str
     args = backend.get_args(agent_id="agt-mx-solo")
     platform.unmount_llm()  # every model request now gets a 503
     try:
-        run: Any = RUNNERS[name](args)
+        run: Any = _run(name, args)
     except Exception as exc:  # the framework raises: the exception is the failed run
         run = exc
     if name == "agno":  # agno returns a run with an error status
@@ -182,7 +143,7 @@ def test_explicit_fields_win_and_async_twin(platform: LocalBackend) -> None:  # 
     model, backend = _setup(platform, "agno")
     args = backend.get_args(agent_id="agt-mx-solo")
     model.script(answer("plain"))
-    run = _agno(args)
+    run = _run("agno", args)
     asyncio.run(backend.areport_run("agt-mx-solo", run=run, input=PROMPT, result="mine", used_tools=["x"],
                                     is_success=False))
     body = _reported(platform)
@@ -245,26 +206,32 @@ def test_a_reused_strands_agent_reports_only_its_latest_run(platform: LocalBacke
     assert (body["tokens"]["prompt_tokens"], body["tokens"]["completion_tokens"]) == (70, 9)
 
 
-@pytest.mark.framework("agno")
-def test_the_run_command_streams_an_agno_team(platform: LocalBackend, tmp_path: Any) -> None:  # noqa: F811
-    """Without ``--json`` agno streams: the leader's answer on stdout, every tool call on stderr as it starts."""
-    model, backend = _setup(platform, "agno")
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.framework(n)) for n in RUNNERS])
+def test_the_run_command_streams_a_team(platform: LocalBackend, name: str, tmp_path: Any) -> None:  # noqa: F811
+    """Without ``--json`` a team's run streams: the answer on stdout, each tool call on stderr as it
+    starts (see SHOWN_TOOLS for whose), and the report still has every model call's tokens."""
+    model, backend = _setup(platform, name)
     args = backend.get_args(agent_id="agt-mx-lead")
-    delegate = DRIVERS["agno"].delegate
-    assert delegate is not None
-    model.script(delegate(args),
-                 call_first_tool(TOOL_ID, {"query_params": {"q": "the answer"}}, usage=Usage(101, 17)),
-                 answer_with_tool_result("final: ", usage=Usage(211, 29)), answer_with_tool_result("final: "))
+    driver = DRIVERS[name]
+    delegate = driver.delegate(args) if driver.delegate else call_first_tool("ask_", {"request": PROMPT})
+    model.script(delegate, call_first_tool(TOOL_ID, {"query_params": {"q": "the answer"}}, usage=Usage(101, 17)),
+                 answer_with_tool_result("final: ", usage=Usage(211, 29)))
+    if not driver.handoff:
+        model.script(answer_with_tool_result("final: "))
     env = dict(os.environ, XPANDER_BASE_URL=platform.url, XPANDER_API_KEY="xpk-matrix",
                XPANDER_OUTBOX=str(tmp_path / "outbox.sqlite3"))
     done = subprocess.run([sys.executable, "-m", "xpander_sync", "run", "agt-mx-lead", PROMPT],
                           capture_output=True, text=True, env=env, timeout=180)
     assert done.returncode == 0, done.stderr
-    assert all(r.stream for r in model.requests) and model.remaining == 0
-    assert done.stdout.startswith("final: ") and TOOL_ANSWER in done.stdout
+    assert model.remaining == 0 and model.requests[0].stream and model.requests[-1].stream  # the leader's
+    if name in MEMBERS_TOOLS_SHOWN:  # the member runs in the same stream
+        assert all(r.stream for r in model.requests)
+    assert done.stdout.startswith("final: ") and done.stdout.count(TOOL_ANSWER) == 1, done.stdout
     tool_lines = [line for line in done.stderr.splitlines() if line.startswith("[tool] ")]
-    assert tool_lines == [f"[tool] {name}" for name in _called_tools(model)]
+    called = _called_tools(model)
+    shown = called if name in MEMBERS_TOOLS_SHOWN else called[:1]  # the leader's delegation only
+    assert tool_lines == [f"[tool] {tool}" for tool in shown], done.stderr
     body = _reported(platform)
-    assert body["used_tools"] == _called_tools(model)
+    assert body["used_tools"] == called
     assert body["tokens"]["prompt_tokens"] == model.total_usage.prompt_tokens
     assert body["tokens"]["completion_tokens"] == model.total_usage.completion_tokens

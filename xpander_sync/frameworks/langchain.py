@@ -205,7 +205,9 @@ class LangChainAdapter(Adapter):
             "langchain_openai", "ChatOpenAI",
             'OpenAI models need langchain-openai: pip install "xpander-sync[langchain]"',
         )
-        kwargs = {"model": spec.model_id, "api_key": endpoint.api_key}
+        # stream_usage: a streamed answer carries its token usage from any endpoint (langchain-openai
+        # asks OpenAI's own only), so a streamed run's report has its real tokens
+        kwargs = {"model": spec.model_id, "api_key": endpoint.api_key, "stream_usage": True}
         if endpoint.base_url:
             kwargs["base_url"] = endpoint.base_url
         if endpoint.headers:
