@@ -131,7 +131,7 @@ def worker_post(backend: LocalBackend, session: requests.Session, worker_id: str
     return session.post(f"{backend.url}/{ORG}/events/{worker_id}", params=params, json=body, timeout=5)
 
 
-def wait_for(condition: Any, timeout: float = 5.0) -> None:
+def wait_for(condition: Any, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
