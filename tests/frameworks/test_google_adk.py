@@ -149,7 +149,8 @@ def test_json_output_schema_as_a_dict_with_tools_kept():
 
 def test_tool_declaration_is_the_schema_verbatim_and_optional_parameters_stay_optional():
     agent = make_agent()
-    search, note = build(agent, make_task())["tools"]
+    search, note, knowledge = build(agent, make_task())["tools"]
+    assert knowledge.name == "search_knowledge_base"  # agt-openai has a knowledge base (features/knowledge.py)
     declaration = search._get_declaration()
     expected = _tools.llm_schema(agent.tools[0], _tools.input_override(agent, agent.tools[0]))
     assert declaration.name == "XpanderCrmSearchContacts" and declaration.parameters_json_schema == expected
