@@ -157,13 +157,13 @@ class KnowledgeFeature(Feature):
         """
         if not agent.knowledge_bases:
             return None
+        owner = agent  # agno passes its own agent object as ``agent``: the xpander one is this build's
 
         def knowledge_retriever(query: str, num_documents: Optional[int] = None, agent: Any = None,
                                 **kwargs: Any) -> List[Dict[str, Any]]:
-            del agent, kwargs  # the xpander agent is this build's; agno's extras are not used
+            del agent, kwargs  # agno's agent and extras (user_id, filters) are not used
             return self.search(owner, query, num_documents)
 
-        owner = agent
         return knowledge_retriever
 
     def tools(self, agent: Agent, root: bool) -> List[ToolSpec]:
