@@ -168,3 +168,21 @@ def test_a_real_turn_retrieves_a_document(clean_environ, tmp_path, name):
         assert seen[0][:2] == ("GET", "/knowledge_bases/kb-run/details")
         assert seen[1][:2] == ("GET", "/knowledge_bases/kb-run")
         assert seen[1][2]["search_query"] == "refund policy" and seen[1][2]["use_bubble"] == "false"
+
+
+@pytest.mark.framework("agno")
+def test_the_sample_agent_knows_its_playbook_and_remembers_its_user(clean_environ, tmp_path):
+    """agt-features, as the local backend ships it: a knowledge base and memories, end to end (agno)."""
+    require_framework("agno")
+    from xpander_sync.models import User
+
+    with LocalBackend(db_path=str(tmp_path / "local.sqlite3"), api_key="xpk-sample") as local:
+        backend = Backend(Configuration(api_key="xpk-sample", base_url=local.url, organization_id="local-org"))
+        task = backend.invoke_agent("agt-features", "What is the refund window?",
+                                    user_details=User(id="user-42", email="dana@example.com"))
+        args = backend.get_args(agent_id="agt-features", task=task, framework="agno")
+        assert "Prefers answers as short bullet lists." in args["additional_context"]
+        assert "The CRM search needs the company filter" in args["additional_context"]
+        assert "manage_memory" in tool_names(args) and args["search_knowledge"] is True
+        docs = args["knowledge_retriever"](query="refund policy", num_documents=1)
+        assert [d["content"][:14] for d in docs] == ["Refund policy:"]
