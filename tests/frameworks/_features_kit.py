@@ -37,8 +37,9 @@ def prompt_text(name: str, args: Dict[str, Any]) -> str:
 
 
 def tool_names(args: Dict[str, Any]) -> List[str]:
-    """The names of the tools in ``args`` (framework tool objects), in order."""
-    return list(summarize_args(args)["tools"])
+    """The names of the tools in ``args`` (framework tool objects), in order (strands: ``tool_name``)."""
+    tools = args.get("tools") or []
+    return [str(getattr(t, "tool_name", None) or label) for t, label in zip(tools, summarize_args(args)["tools"])]
 
 
 def find_tool(args: Dict[str, Any], tool_name: str) -> Any:

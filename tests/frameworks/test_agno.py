@@ -164,6 +164,8 @@ def test_openai_agent_without_task(monkeypatch):
         "timezone_identifier",
         "store_events",
         "telemetry",
+        "knowledge_retriever",  # agt-openai has knowledge base kb-1 (features/knowledge.py)
+        "search_knowledge",
     }
     assert args["id"] == "agt-openai" and args["name"] == "CRM Assistant"
     assert args["description"] == "Looks up CRM contacts and writes notes"
@@ -769,13 +771,15 @@ def mock_agent(mocked, agent_id: str) -> None:
     mocked.get(f"{BASE}/agents/{agent_id}", json=load_fixture(FIXTURE_OF[agent_id]))
 
 
-def mock_platform(mocked, *agent_ids: str, headers: bool = True) -> None:
+def mock_platform(mocked, *agent_ids: str, headers: bool = True, memories: bool = False) -> None:
     for agent_id in agent_ids:
         mock_agent(mocked, agent_id)
         mocked.get(
             f"{BASE}/agents/{agent_id}/db",
             json={"id": "db-1", "name": "db", "connection_uri": {"uri": DB_URI}},
         )
+        if memories:  # a task with a user asks for each non-leader's memories (off here)
+            mocked.get(f"{BASE}/memories/{agent_id}", json={"settings": {"enabled": False}})
     if headers:
         mocked.get(
             f"{BASE}/metadata/default_llm_extra_headers",
@@ -785,13 +789,14 @@ def mock_platform(mocked, *agent_ids: str, headers: bool = True) -> None:
 
 def test_get_args_openai_calls_and_tool_call_on_the_wire(mocked, config, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-env-openai")
-    mock_platform(mocked, "agt-openai")
+    mock_platform(mocked, "agt-openai", memories=True)
     task = make_task()
     args = Backend(config).get_args(agent_id="agt-openai", task=task)
     assert calls_of(mocked) == [
         "GET /agents/agt-openai",
         "GET /metadata/default_llm_extra_headers",
         "GET /agents/agt-openai/db",
+        "GET /memories/agt-openai?user_id=user-42",
     ]
     assert args["model"].extra_headers == {"X-Org-Trace": "fake-org-trace"}
     AgnoAgent(**args)
@@ -806,7 +811,7 @@ def test_get_args_openai_calls_and_tool_call_on_the_wire(mocked, config, monkeyp
     assert call.request.headers["x-agent-version"] == "3"
     assert call.request.headers["x-execution-id"] == TASK_ID
     assert body_of(call) == VERIFIED_BODY
-    assert len(mocked.calls) == 4
+    assert len(mocked.calls) == 5
 
 
 def test_get_args_with_override_model_fetches_no_org_headers(mocked, config):
@@ -819,7 +824,8 @@ def test_get_args_with_override_model_fetches_no_org_headers(mocked, config):
 
 
 def test_get_args_team_calls(mocked, config):
-    mock_platform(mocked, "agt-team", "agt-anthropic", "agt-sub-b")
+    mock_platform(mocked, "agt-anthropic", "agt-sub-b", memories=True)
+    mock_platform(mocked, "agt-team", headers=False)
     args = Backend(config).get_args(agent_id="agt-team", task=make_task())
     calls = calls_of(mocked)
     assert calls[:3] == [
@@ -831,12 +837,15 @@ def test_get_args_team_calls(mocked, config):
         "GET /agents/agt-anthropic",
         "GET /agents/agt-sub-b",
     ]  # fetched concurrently
-    assert calls[5:] == ["GET /agents/agt-anthropic/db", "GET /agents/agt-sub-b/db"]
+    assert calls[5:] == [  # the leader reads no memories; each member does
+        "GET /agents/agt-anthropic/db", "GET /memories/agt-anthropic?user_id=user-42",
+        "GET /agents/agt-sub-b/db", "GET /memories/agt-sub-b?user_id=user-42",
+    ]
     AgnoTeam(**args)
 
 
 def test_aget_args_builds_an_async_db(mocked, config):
-    mock_platform(mocked, "agt-openai")
+    mock_platform(mocked, "agt-openai", memories=True)
     args = asyncio.run(Backend(config).aget_args(agent_id="agt-openai", task=make_task()))
     assert type(args["db"]) is AsyncPostgresDb
     AgnoAgent(**args)

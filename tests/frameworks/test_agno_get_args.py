@@ -60,6 +60,9 @@ def test_matrix(mocked, config, monkeypatch, agent_id, with_task, variant):
         mocked.get(f"{BASE}/agents/{aid}", json=PAYLOADS[aid]())
         mocked.get(f"{BASE}/agents/{aid}/db", json=DB)
         expected += [f"GET /agents/{aid}", f"GET /agents/{aid}/db"]
+        if with_task and aid != "agt-team":  # a task with a user: memories asked (a leader never asks)
+            mocked.get(f"{BASE}/memories/{aid}", json={"settings": {"enabled": False}})
+            expected.append(f"GET /memories/{aid}?user_id=user-42")
     override = None
     if variant == "override-model":
         override = {"model": OpenAIChat(id="gpt-override", api_key="sk-override")}

@@ -136,7 +136,8 @@ def test_tool_call_limit_becomes_middleware():
 
 def test_tool_schema_verbatim_and_optional_parameters_stay_optional():
     agent = make_agent()
-    search, note = build(agent, make_task())["tools"]
+    search, note, knowledge = build(agent, make_task())["tools"]
+    assert knowledge.name == "search_knowledge_base"  # agt-openai has a knowledge base (features/knowledge.py)
     assert isinstance(search, StructuredTool)
     assert search.args_schema == _tools.llm_schema(agent.tools[0], _tools.input_override(agent, agent.tools[0]))
     assert search.args_schema["properties"]["query_params"]["required"] == ["q"]

@@ -137,7 +137,8 @@ def test_json_output_schema_verbatim_and_strict_only_when_it_qualifies():
 
 def test_tool_schema_verbatim_and_optional_parameters_stay_optional():
     agent = make_agent()
-    search, note = build(agent, make_task())["tools"]
+    search, note, knowledge = build(agent, make_task())["tools"]
+    assert knowledge.name == "search_knowledge_base"  # agt-openai has a knowledge base (features/knowledge.py)
     assert isinstance(search, FunctionTool) and search.strict_json_schema is False
     expected = _tools.llm_schema(agent.tools[0], _tools.input_override(agent, agent.tools[0]))
     assert search.params_json_schema == expected

@@ -152,7 +152,8 @@ def test_json_output_schema_as_a_structured_dict():
 
 def test_tool_schema_verbatim_and_optional_parameters_stay_optional():
     agent = make_agent()
-    search, note = build(agent, make_task())["tools"]
+    search, note, knowledge = build(agent, make_task())["tools"]
+    assert knowledge.name == "search_knowledge_base"  # agt-openai has a knowledge base (features/knowledge.py)
     assert isinstance(search, Tool)
     expected = _tools.llm_schema(agent.tools[0], _tools.input_override(agent, agent.tools[0]))
     assert search.tool_def.parameters_json_schema == expected

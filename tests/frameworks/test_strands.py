@@ -182,7 +182,8 @@ def test_schema_conversion_of_enums_unions_aliases_and_closed_objects():
 
 def test_tool_schema_verbatim_and_optional_parameters_stay_optional():
     agent = make_agent()
-    search, note = build(agent, make_task())["tools"]
+    search, note, knowledge = build(agent, make_task())["tools"]
+    assert knowledge.tool_name == "search_knowledge_base"  # agt-openai has a knowledge base (features/knowledge.py)
     assert isinstance(search, PythonAgentTool)
     expected = _tools.llm_schema(agent.tools[0], _tools.input_override(agent, agent.tools[0]))
     assert search.tool_spec["inputSchema"]["json"] == expected

@@ -37,8 +37,12 @@ section 3.2, with the upstream bugs of its section 7 fixed):
   (``XPANDER_TOOL_CALL_LIMIT``); agno's own default (no limit) is kept here so a
   caller's choice is never second-guessed; pass ``override={"tool_call_limit": n}``.
 * ``pre_hooks``: the enabled guardrails (PII, prompt injection, OpenAI moderation).
-* ``additional_context``: ``User details: <user JSON>`` when the task has a user, then
+* ``additional_context``: the xpander memories block (``features/memories.py``) when
+  memories are on, then ``User details: <user JSON>`` when the task has a user, then
   ``task.additional_context``.
+* ``knowledge_retriever`` + ``search_knowledge=True`` when the agent has knowledge bases:
+  the platform's KB search (``features/knowledge.py``), called by agno's own
+  ``search_knowledge_base`` tool.
 * ``tools``: one agno ``Function`` per xpander tool (schema from
   :mod:`~xpander_sync.frameworks._tools`; a plain synchronous entrypoint that calls
   ``context.invoke_tool`` with *this* call's agent and task, so it works under
@@ -55,11 +59,12 @@ section 3.2, with the upstream bugs of its section 7 fixed):
   ``store_events=True``, ``telemetry=False``; ``learning`` when set.
 * ``override``: applied last (a shallow ``dict.update``).
 
+The ``manage_memory`` tool joins ``tools`` when memories are on (docs/feature_knowledge.md).
+
 Platform extras of the official builder that are skipped (each is an extra HTTP call or
-prompt block per build): channel presence, xpander memories and the ``manage_memory``
-tool, the dynamic prompt, the per-turn custom LLM endpoint and gateway routing, the
-context-optimising compression manager, deep-planning prompts and the plan tools'
-filtering, ``ReasoningTools``, the knowledge-base retriever, dynamic tools, the tool
+prompt block per build): channel presence, the dynamic prompt, the per-turn custom LLM
+endpoint and gateway routing, the context-optimising compression manager, deep-planning prompts and the plan tools'
+filtering, ``ReasoningTools``, dynamic tools, the tool
 hook (activity events, preflight reports, approvals) and workspace-hosted MCP servers.
 """
 
@@ -82,6 +87,7 @@ from . import _llm
 from ._adapter import OUTPUT_SCHEMA_NAME, Adapter, ToolSpec, import_attr
 from ._llm import ModelSpec
 from ._tools import render_tool_result  # noqa: F401  (kept importable from here)
+from .features.knowledge import KnowledgeFeature
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +191,8 @@ class AgnoAdapter(Adapter):
     requires = "agno"
     constructor = "agno.agent.Agent"
     team_constructor = "agno.team.Team"
+    #: knowledge bases go to agno's own retriever slot, not a search tool (features/knowledge.py).
+    native_knowledge = True
 
     @classmethod
     def constructor_for(cls, args: Dict[str, Any]) -> str:
@@ -240,6 +248,11 @@ class AgnoAdapter(Adapter):
         limit = self.tool_call_limit(agent, root)
         if limit:
             args["tool_call_limit"] = limit
+        knowledge = next((f for f in self.features if isinstance(f, KnowledgeFeature)), None)
+        retriever = knowledge.retriever(agent) if knowledge is not None else None
+        if retriever is not None:
+            args["knowledge_retriever"] = retriever
+            args["search_knowledge"] = True
         hooks = self._guardrails(agent, args["model"])
         if hooks:
             args["pre_hooks"] = hooks

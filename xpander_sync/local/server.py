@@ -16,6 +16,7 @@ This module holds the public class and the routing table; the work is done by:
 * ``_hub``: the worker-stream hub (the event stream ``xpander-sync worker`` connects to);
 * ``_mcp``: the MCP-auth emulation (``get_token`` and the simulated login page);
 * ``_llm_proxy``: the platform's LLM proxy route, served by a mounted scripted model (:meth:`LocalBackend.mount_llm`);
+* ``_knowledge``: knowledge-base details and search, and memories (read and written), from the agents' JSON;
 * ``_payloads`` (JSON shapes) and :mod:`xpander_sync.local.store` (SQLite).
 
 Design notes:
@@ -47,6 +48,7 @@ from ..errors import ConfigurationError, ToolError
 from ._agents import AgentCatalog, sample_agents_dir
 from ._http import MAX_BODY_BYTES, Server
 from ._hub import WorkerHub
+from ._knowledge import KnowledgeRoutes
 from ._llm_proxy import PROXY_ROUTE, LLMProxy
 from ._mcp import McpAuth
 from ._platform import TOOL_CALL_HEADERS, Platform, ToolHandler
@@ -90,7 +92,8 @@ REQUEST_LOG_LIMIT = 10_000
 _STOP_JOIN_S = 2.0
 
 
-def _routing_table(platform: Platform, hub: WorkerHub, mcp: McpAuth, llm: LLMProxy) -> Router:
+def _routing_table(platform: Platform, hub: WorkerHub, mcp: McpAuth, llm: LLMProxy,
+                   knowledge: KnowledgeRoutes) -> Router:
     """Every route the local backend serves. Order matters: the first full match wins."""
     router = Router()
     add = router.add
@@ -106,6 +109,10 @@ def _routing_table(platform: Platform, hub: WorkerHub, mcp: McpAuth, llm: LLMPro
     add("POST", "/agent-execution/{agent_id}", platform.task_create)
     add("DELETE", "/agent-execution/{task_id}", platform.task_stop)
     add("POST", "/agents-metrics/{agent_id}/execution", platform.metrics)
+    add("GET", "/knowledge_bases/{kb_id}/details", knowledge.details)
+    add("GET", "/knowledge_bases/{kb_id}", knowledge.search)
+    add("GET", "/memories/{agent_id}", knowledge.memories_get)
+    add("POST", "/memories/{agent_id}", knowledge.memories_write)
     add("GET", "/mcp_auth/login", mcp.login_page, auth=False)  # the user's browser: no API key
     add("POST", "/mcp_auth/{agent_id}/{user_id}/get_token", mcp.get_token)
     # The LLM proxy authenticates with the model key (the provider's own header), not x-api-key.
@@ -202,8 +209,9 @@ class LocalBackend:
             serve_agent=self._llm.point,
         )
         self._mcp = McpAuth(self._agents, self._store, lambda: self.url)
+        self._knowledge = KnowledgeRoutes(self._agents, self._store)
         self._app = Dispatcher(
-            _routing_table(self._platform, self._hub, self._mcp, self._llm), api_key=api_key,
+            _routing_table(self._platform, self._hub, self._mcp, self._llm, self._knowledge), api_key=api_key,
             log_limit=REQUEST_LOG_LIMIT, check_host=loopback,
         )
 
@@ -223,8 +231,9 @@ class LocalBackend:
 
         The agent is served as given (a deep copy), except keys starting with ``_local``, which configure the
         local backend (``_local_db_uri`` overrides the ``GET /agents/{id}/db`` connection string, by default a
-        SQLite file next to the backend's store, where agno keeps the agents' sessions) and are
-        stripped from every response.
+        SQLite file next to the backend's store, where agno keeps the agents' sessions;
+        ``_local_knowledge`` and ``_local_memories`` define knowledge bases and memories, see ``_knowledge``) and
+        are stripped from every response.
 
         Args:
             agent: The agent JSON; needs a string ``id``; ``version`` (integer) defaults to 1.
@@ -465,6 +474,18 @@ class LocalBackend:
             A list of tool-call dicts, oldest first.
         """
         return self._store.list_tool_calls()
+
+    def memories(self, agent_id: Optional[str] = None) -> list[dict[str, Any]]:
+        """Return the agents' stored memories (``_local_memories`` starting rows once read, and every write).
+
+        Args:
+            agent_id: Only this agent's memories; ``None`` for every agent's.
+
+        Returns:
+            Memory rows (``memory_id``, ``memory``, ``scope``, ``user_id``, ``writer_agent_id``,
+            ``writer_agent_name``, ``updated_at``), oldest first.
+        """
+        return self._store.list_memories(agent_id)
 
     def metrics(self) -> list[dict[str, Any]]:
         """Return execution-metrics reports as ``{"agent_id", "body", "received_at"}``.

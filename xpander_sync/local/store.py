@@ -2,7 +2,7 @@
 
 The store keeps everything the local backend has to remember between requests and between restarts: tasks (the
 full Task JSON by id), external-task reports, pushed task events, tool calls, execution metrics and the MCP
-OAuth state (pending logins and issued tokens).
+OAuth state (pending logins and issued tokens), and the agents' memories.
 
 Concurrency model:
 
@@ -82,6 +82,13 @@ CREATE TABLE IF NOT EXISTS mcp_tokens (
     token      TEXT NOT NULL,
     created_at REAL NOT NULL,
     PRIMARY KEY (user_id, server_url)
+);
+CREATE TABLE IF NOT EXISTS memories (
+    seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+    agent_id  TEXT NOT NULL,
+    memory_id TEXT NOT NULL,
+    data      TEXT NOT NULL,
+    UNIQUE (agent_id, memory_id)
 );
 CREATE TABLE IF NOT EXISTS mcp_logins (
     state        TEXT PRIMARY KEY,
@@ -546,3 +553,74 @@ class Store:
                 "WHERE user_id = ? AND server_url = ? AND completed_at IS NULL",
                 (now, user_id, server_url),
             )
+
+    # -- memories ----------------------------------------------------------------------------------
+
+    def list_memories(self, agent_id: Optional[str] = None) -> list[dict[str, Any]]:
+        """Return the stored memories (of one agent, or of every agent), oldest first.
+
+        Args:
+            agent_id: Only this agent's memories; ``None`` for every agent's.
+
+        Returns:
+            The memory rows (``memory_id``, ``memory``, ``scope``, ``user_id``, ``writer_agent_id``, ...).
+
+        Raises:
+            StoreClosedError: The store is closed.
+        """
+        query = "SELECT data FROM memories"
+        args: tuple[str, ...] = ()
+        if agent_id is not None:
+            query, args = query + " WHERE agent_id = ?", (agent_id,)
+        with self._connection() as conn:
+            rows = conn.execute(query + " ORDER BY seq", args).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def put_memory(self, agent_id: str, row: dict[str, Any], *, only_new: bool = False) -> Optional[dict[str, Any]]:
+        """Insert or replace one memory (keyed by the agent and ``row["memory_id"]``).
+
+        Args:
+            agent_id: The agent that remembers.
+            row: The memory row; needs ``memory_id``.
+            only_new: Keep an existing row with that id unchanged (seeding).
+
+        Returns:
+            The row it replaced (or kept), or ``None``.
+
+        Raises:
+            KeyError: ``row`` has no ``memory_id``.
+            StoreClosedError: The store is closed.
+        """
+        with self._write() as conn:
+            found = conn.execute(
+                "SELECT data FROM memories WHERE agent_id = ? AND memory_id = ?", (agent_id, row["memory_id"])
+            ).fetchone()
+            if found is not None and only_new:
+                return dict(json.loads(found[0]))
+            if found is None:
+                conn.execute("INSERT INTO memories (agent_id, memory_id, data) VALUES (?, ?, ?)",
+                             (agent_id, row["memory_id"], _dumps(row)))
+            else:
+                conn.execute("UPDATE memories SET data = ? WHERE agent_id = ? AND memory_id = ?",
+                             (_dumps(row), agent_id, row["memory_id"]))
+        return dict(json.loads(found[0])) if found is not None else None
+
+    def delete_memory(self, agent_id: str, memory_id: str) -> Optional[dict[str, Any]]:
+        """Delete one memory.
+
+        Args:
+            agent_id: The agent that remembers.
+            memory_id: The memory.
+
+        Returns:
+            The deleted row, or ``None`` when there was none.
+
+        Raises:
+            StoreClosedError: The store is closed.
+        """
+        with self._write() as conn:
+            found = conn.execute(
+                "SELECT data FROM memories WHERE agent_id = ? AND memory_id = ?", (agent_id, memory_id)
+            ).fetchone()
+            conn.execute("DELETE FROM memories WHERE agent_id = ? AND memory_id = ?", (agent_id, memory_id))
+        return dict(json.loads(found[0])) if found is not None else None

@@ -2,11 +2,15 @@
 
 from .agents import Agents
 from .events import Events
+from .knowledge import KnowledgeBases
 from .mcp import MCPAuth
+from .memories import Memories
 from .metadata import Metadata
 from .reports import Reports
 from .tasks import Tasks
 from .tools import Tools
 from .workers import Workers
 
-__all__ = ["Agents", "Events", "MCPAuth", "Metadata", "Reports", "Tasks", "Tools", "Workers"]
+__all__ = [
+    "Agents", "Events", "KnowledgeBases", "MCPAuth", "Memories", "Metadata", "Reports", "Tasks", "Tools", "Workers",
+]

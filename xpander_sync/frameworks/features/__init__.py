@@ -14,9 +14,14 @@ from __future__ import annotations
 from typing import Any, List, Type
 
 from ._base import Feature
+from .knowledge import KnowledgeFeature
+from .memories import MemoriesFeature
 
 #: Every feature, in the order its hooks apply.
-FEATURES: List[Type[Feature]] = []
+FEATURES: List[Type[Feature]] = [
+    KnowledgeFeature,
+    MemoriesFeature,
+]
 
 
 def for_build(adapter: Any) -> List[Feature]:
