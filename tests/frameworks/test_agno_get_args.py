@@ -59,7 +59,8 @@ def test_matrix(mocked, config, monkeypatch, agent_id, with_task, variant):
     for aid in agents:
         mocked.get(f"{BASE}/agents/{aid}", json=PAYLOADS[aid]())
         mocked.get(f"{BASE}/agents/{aid}/db", json=DB)
-        expected += [f"GET /agents/{aid}", f"GET /agents/{aid}/db"]
+        mocked.post(f"{BASE}/tools/{aid}/channel-presence", json={"text": ""})
+        expected += [f"GET /agents/{aid}", f"GET /agents/{aid}/db", f"POST /tools/{aid}/channel-presence"]
     override = None
     if variant == "override-model":
         override = {"model": OpenAIChat(id="gpt-override", api_key="sk-override")}

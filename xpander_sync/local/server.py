@@ -15,6 +15,7 @@ This module holds the public class and the routing table; the work is done by:
 * ``_platform``: the platform's routes (agents, tasks, reports, events, metrics, tool calls);
 * ``_hub``: the worker-stream hub (the event stream ``xpander-sync worker`` connects to);
 * ``_mcp``: the MCP-auth emulation (``get_token`` and the simulated login page);
+* ``_prompts``: the prompt routes (an agent's dynamic prompt and channel presence);
 * ``_llm_proxy``: the platform's LLM proxy route, served by a mounted scripted model (:meth:`LocalBackend.mount_llm`);
 * ``_payloads`` (JSON shapes) and :mod:`xpander_sync.local.store` (SQLite).
 
@@ -50,6 +51,7 @@ from ._hub import WorkerHub
 from ._llm_proxy import PROXY_ROUTE, LLMProxy
 from ._mcp import McpAuth
 from ._platform import TOOL_CALL_HEADERS, Platform, ToolHandler
+from ._prompts import PromptRoutes
 from ._routing import Dispatcher, Router
 from .store import Store
 
@@ -90,7 +92,8 @@ REQUEST_LOG_LIMIT = 10_000
 _STOP_JOIN_S = 2.0
 
 
-def _routing_table(platform: Platform, hub: WorkerHub, mcp: McpAuth, llm: LLMProxy) -> Router:
+def _routing_table(platform: Platform, hub: WorkerHub, mcp: McpAuth, llm: LLMProxy,
+                   prompts: PromptRoutes) -> Router:
     """Every route the local backend serves. Order matters: the first full match wins."""
     router = Router()
     add = router.add
@@ -99,6 +102,8 @@ def _routing_table(platform: Platform, hub: WorkerHub, mcp: McpAuth, llm: LLMPro
     add("GET", "/agents/{agent_id}/db", platform.agent_db)
     add("POST", "/agents/{agent_id}/operations/{tool_id}", platform.tool_call)
     add("GET", "/metadata/default_llm_extra_headers", platform.llm_headers)
+    add("POST", "/tools/{agent_id}/dynamic-prompt", prompts.dynamic_prompt)
+    add("POST", "/tools/{agent_id}/channel-presence", prompts.channel_presence)
     add("POST", "/agent-execution/{agent_id}/report_task", platform.report_task)
     add("POST", "/agent-execution/{task_id}/events/push", platform.events_push)
     add("GET", "/agent-execution/{task_id}/status", platform.task_status)
@@ -202,8 +207,9 @@ class LocalBackend:
             serve_agent=self._llm.point,
         )
         self._mcp = McpAuth(self._agents, self._store, lambda: self.url)
+        self._prompts = PromptRoutes(self._agents)
         self._app = Dispatcher(
-            _routing_table(self._platform, self._hub, self._mcp, self._llm), api_key=api_key,
+            _routing_table(self._platform, self._hub, self._mcp, self._llm, self._prompts), api_key=api_key,
             log_limit=REQUEST_LOG_LIMIT, check_host=loopback,
         )
 

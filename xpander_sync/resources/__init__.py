@@ -4,9 +4,10 @@ from .agents import Agents
 from .events import Events
 from .mcp import MCPAuth
 from .metadata import Metadata
+from .prompts import Prompts
 from .reports import Reports
 from .tasks import Tasks
 from .tools import Tools
 from .workers import Workers
 
-__all__ = ["Agents", "Events", "MCPAuth", "Metadata", "Reports", "Tasks", "Tools", "Workers"]
+__all__ = ["Agents", "Events", "MCPAuth", "Metadata", "Prompts", "Reports", "Tasks", "Tools", "Workers"]

@@ -14,9 +14,14 @@ from __future__ import annotations
 from typing import Any, List, Type
 
 from ._base import Feature
+from .prompts import ChannelPresence, DynamicPrompt, EnvironmentContext
 
 #: Every feature, in the order its hooks apply.
-FEATURES: List[Type[Feature]] = []
+FEATURES: List[Type[Feature]] = [
+    DynamicPrompt,
+    EnvironmentContext,
+    ChannelPresence,
+]
 
 
 def for_build(adapter: Any) -> List[Feature]:
