@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, List, Type
 
 from ._base import Feature
+from .planning import DeepPlanningFeature
 from .prompts import ChannelPresence, DynamicPrompt, EnvironmentContext
 
 #: Every feature, in the order its hooks apply.
@@ -21,6 +22,7 @@ FEATURES: List[Type[Feature]] = [
     DynamicPrompt,
     EnvironmentContext,
     ChannelPresence,
+    DeepPlanningFeature,
 ]
 
 
