@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, List, Type
 
 from ._base import Feature
+from .dynamic_tools import DynamicTools
 from .planning import DeepPlanningFeature
 from .prompts import ChannelPresence, DynamicPrompt, EnvironmentContext
 
@@ -23,6 +24,7 @@ FEATURES: List[Type[Feature]] = [
     EnvironmentContext,
     ChannelPresence,
     DeepPlanningFeature,
+    DynamicTools,
 ]
 
 
