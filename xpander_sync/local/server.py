@@ -229,8 +229,9 @@ class LocalBackend:
 
         The agent is served as given (a deep copy), except keys starting with ``_local``, which configure the
         local backend (``_local_db_uri`` overrides the ``GET /agents/{id}/db`` connection string, by default a
-        SQLite file next to the backend's store, where agno keeps the agents' sessions) and are
-        stripped from every response.
+        SQLite file next to the backend's store, where agno keeps the agents' sessions;
+        ``_local_prompts`` holds the ``dynamic_prompt`` and ``channel_presence`` texts the prompt routes
+        answer) and are stripped from every response.
 
         Args:
             agent: The agent JSON; needs a string ``id``; ``version`` (integer) defaults to 1.
