@@ -122,6 +122,8 @@ class PlatformCaches:
         org_headers: the organization's default LLM headers (``metadata_cache_ttl``).
         db: agents' session-storage connection URIs (``metadata_cache_ttl``).
         knowledge: knowledge-base details by id (``metadata_cache_ttl``: 60 s, as the official).
+        prompts: prompt text the platform computes per agent (channel presence, dynamic
+            prompt), fresh for ``agent_cache_ttl`` like the agent payload it goes with.
     """
 
     def __init__(self, agent_ttl: float, metadata_ttl: float, agent_keep: float = 0.0):
@@ -129,10 +131,11 @@ class PlatformCaches:
         self.org_headers = TTLCache(metadata_ttl, maxsize=4)
         self.db = TTLCache(metadata_ttl, keep=agent_keep)
         self.knowledge = TTLCache(metadata_ttl)
+        self.prompts = TTLCache(agent_ttl)
 
     def clear(self) -> None:
         """Forget everything (e.g. after changing an agent on the platform)."""
-        for cache in (self.agents, self.org_headers, self.db, self.knowledge):
+        for cache in (self.agents, self.org_headers, self.db, self.knowledge, self.prompts):
             cache.clear()
 
 

@@ -18,9 +18,9 @@ import secrets
 import time
 from typing import Any, Callable, Dict, List, TextIO
 
-SAMPLE_AGENTS = ("agt-openai", "agt-anthropic", "agt-json", "agt-team", "agt-mcp")
+SAMPLE_AGENTS = ("agt-openai", "agt-anthropic", "agt-json", "agt-team", "agt-mcp", "agt-features")
 #: The agents run for a turn (agt-mcp is built, not run: its MCP server is a remote URL).
-RUN_AGENTS = ("agt-openai", "agt-anthropic", "agt-json", "agt-team")
+RUN_AGENTS = ("agt-openai", "agt-anthropic", "agt-json", "agt-team", "agt-features")
 INSTALL_HINT = 'pip install "xpander-sync[agno]"'
 PROMPT = "Find Ada Lovelace in the CRM"
 CRM_TOOL = "XpanderCrmSearchContacts"

@@ -780,6 +780,7 @@ def mock_platform(mocked, *agent_ids: str, headers: bool = True, memories: bool 
         )
         if memories:  # a task with a user asks for each non-leader's memories (off here)
             mocked.get(f"{BASE}/memories/{agent_id}", json={"settings": {"enabled": False}})
+        mocked.post(f"{BASE}/tools/{agent_id}/channel-presence", json={"text": ""})
     if headers:
         mocked.get(
             f"{BASE}/metadata/default_llm_extra_headers",
@@ -794,6 +795,7 @@ def test_get_args_openai_calls_and_tool_call_on_the_wire(mocked, config, monkeyp
     args = Backend(config).get_args(agent_id="agt-openai", task=task)
     assert calls_of(mocked) == [
         "GET /agents/agt-openai",
+        "POST /tools/agt-openai/channel-presence",
         "GET /metadata/default_llm_extra_headers",
         "GET /agents/agt-openai/db",
         "GET /memories/agt-openai?user_id=user-42",
@@ -811,14 +813,16 @@ def test_get_args_openai_calls_and_tool_call_on_the_wire(mocked, config, monkeyp
     assert call.request.headers["x-agent-version"] == "3"
     assert call.request.headers["x-execution-id"] == TASK_ID
     assert body_of(call) == VERIFIED_BODY
-    assert len(mocked.calls) == 5
+    assert len(mocked.calls) == 6  # five build requests, then the tool call
 
 
 def test_get_args_with_override_model_fetches_no_org_headers(mocked, config):
     mock_platform(mocked, "agt-openai", headers=False)
     mine = OpenAIChat(id="x", api_key="k")
     args = Backend(config).get_args(agent_id="agt-openai", override={"model": mine})
-    assert calls_of(mocked) == ["GET /agents/agt-openai", "GET /agents/agt-openai/db"]
+    assert calls_of(mocked) == [
+        "GET /agents/agt-openai", "POST /tools/agt-openai/channel-presence", "GET /agents/agt-openai/db",
+    ]
     assert args["model"] is mine
     AgnoAgent(**args)
 
@@ -828,18 +832,20 @@ def test_get_args_team_calls(mocked, config):
     mock_platform(mocked, "agt-team", headers=False)
     args = Backend(config).get_args(agent_id="agt-team", task=make_task())
     calls = calls_of(mocked)
-    assert calls[:3] == [
+    assert calls[:4] == [
         "GET /agents/agt-team",
+        "POST /tools/agt-team/channel-presence",
         "GET /metadata/default_llm_extra_headers",
         "GET /agents/agt-team/db",
     ]
-    assert sorted(calls[3:5]) == [
+    assert sorted(calls[4:6]) == [
         "GET /agents/agt-anthropic",
         "GET /agents/agt-sub-b",
     ]  # fetched concurrently
-    assert calls[5:] == [  # the leader reads no memories; each member does
-        "GET /agents/agt-anthropic/db", "GET /memories/agt-anthropic?user_id=user-42",
-        "GET /agents/agt-sub-b/db", "GET /memories/agt-sub-b?user_id=user-42",
+    assert calls[6:] == [  # the leader reads no memories; each member does
+        "POST /tools/agt-anthropic/channel-presence", "GET /agents/agt-anthropic/db",
+        "GET /memories/agt-anthropic?user_id=user-42",
+        "POST /tools/agt-sub-b/channel-presence", "GET /agents/agt-sub-b/db", "GET /memories/agt-sub-b?user_id=user-42",
     ]
     AgnoTeam(**args)
 
@@ -854,11 +860,15 @@ def test_aget_args_builds_an_async_db(mocked, config):
 def test_get_args_with_a_given_agent_does_not_modify_it(mocked, config):
     mocked.get(f"{BASE}/agents/agt-openai/db", json={"connection_uri": {"uri": DB_URI}})
     mocked.get(f"{BASE}/metadata/default_llm_extra_headers", json={})
+    mocked.post(f"{BASE}/tools/agt-openai/channel-presence", json={"text": ""})
     agent = make_agent(framework="langchain")
     before = copy.deepcopy(unstructure(agent))
     args = Backend(config).get_args(agent=agent, framework="agno")
     assert unstructure(agent) == before
-    assert calls_of(mocked) == ["GET /metadata/default_llm_extra_headers", "GET /agents/agt-openai/db"]
+    assert calls_of(mocked) == [
+        "POST /tools/agt-openai/channel-presence", "GET /metadata/default_llm_extra_headers",
+        "GET /agents/agt-openai/db",
+    ]
     AgnoAgent(**args)
 
 

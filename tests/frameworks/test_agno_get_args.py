@@ -59,7 +59,8 @@ def test_matrix(mocked, config, monkeypatch, agent_id, with_task, variant):
     for aid in agents:
         mocked.get(f"{BASE}/agents/{aid}", json=PAYLOADS[aid]())
         mocked.get(f"{BASE}/agents/{aid}/db", json=DB)
-        expected += [f"GET /agents/{aid}", f"GET /agents/{aid}/db"]
+        mocked.post(f"{BASE}/tools/{aid}/channel-presence", json={"text": ""})
+        expected += [f"GET /agents/{aid}", f"GET /agents/{aid}/db", f"POST /tools/{aid}/channel-presence"]
         if with_task and aid != "agt-team":  # a task with a user: memories asked (a leader never asks)
             mocked.get(f"{BASE}/memories/{aid}", json={"settings": {"enabled": False}})
             expected.append(f"GET /memories/{aid}?user_id=user-42")

@@ -61,11 +61,18 @@ section 3.2, with the upstream bugs of its section 7 fixed):
 
 The ``manage_memory`` tool joins ``tools`` when memories are on (docs/feature_knowledge.md).
 
+Platform features built for every framework (:mod:`~xpander_sync.frameworks.features`, in
+``instructions``, ``expected_output``, ``additional_context`` and ``tools`` above): the
+dynamic prompt, the environment context layers and the channel presence (both texts cached
+with the agent), knowledge bases (agno's own ``knowledge_retriever``), xpander memories,
+deep planning (task reload, planning instructions, expected-output suffix, the plan in the
+context, the plan tools kept or removed) and dynamic tools (the four ``xp_*`` meta-tools
+for a large catalog).
+
 Platform extras of the official builder that are skipped (each is an extra HTTP call or
-prompt block per build): channel presence, the dynamic prompt, the per-turn custom LLM
-endpoint and gateway routing, the context-optimising compression manager, deep-planning prompts and the plan tools'
-filtering, ``ReasoningTools``, dynamic tools, the tool
-hook (activity events, preflight reports, approvals) and workspace-hosted MCP servers.
+prompt block per build): the per-turn custom LLM endpoint and gateway routing, the
+context-optimising compression manager, ``ReasoningTools``, the tool hook (activity events,
+preflight reports, approvals) and workspace-hosted MCP servers.
 """
 
 from __future__ import annotations

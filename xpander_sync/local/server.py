@@ -15,6 +15,7 @@ This module holds the public class and the routing table; the work is done by:
 * ``_platform``: the platform's routes (agents, tasks, reports, events, metrics, tool calls);
 * ``_hub``: the worker-stream hub (the event stream ``xpander-sync worker`` connects to);
 * ``_mcp``: the MCP-auth emulation (``get_token`` and the simulated login page);
+* ``_prompts``: the prompt routes (an agent's dynamic prompt and channel presence);
 * ``_llm_proxy``: the platform's LLM proxy route, served by a mounted scripted model (:meth:`LocalBackend.mount_llm`);
 * ``_knowledge``: knowledge-base details and search, and memories (read and written), from the agents' JSON;
 * ``_payloads`` (JSON shapes) and :mod:`xpander_sync.local.store` (SQLite).
@@ -52,6 +53,7 @@ from ._knowledge import KnowledgeRoutes
 from ._llm_proxy import PROXY_ROUTE, LLMProxy
 from ._mcp import McpAuth
 from ._platform import TOOL_CALL_HEADERS, Platform, ToolHandler
+from ._prompts import PromptRoutes
 from ._routing import Dispatcher, Router
 from .store import Store
 
@@ -93,7 +95,7 @@ _STOP_JOIN_S = 2.0
 
 
 def _routing_table(platform: Platform, hub: WorkerHub, mcp: McpAuth, llm: LLMProxy,
-                   knowledge: KnowledgeRoutes) -> Router:
+                   knowledge: KnowledgeRoutes, prompts: PromptRoutes) -> Router:
     """Every route the local backend serves. Order matters: the first full match wins."""
     router = Router()
     add = router.add
@@ -102,6 +104,8 @@ def _routing_table(platform: Platform, hub: WorkerHub, mcp: McpAuth, llm: LLMPro
     add("GET", "/agents/{agent_id}/db", platform.agent_db)
     add("POST", "/agents/{agent_id}/operations/{tool_id}", platform.tool_call)
     add("GET", "/metadata/default_llm_extra_headers", platform.llm_headers)
+    add("POST", "/tools/{agent_id}/dynamic-prompt", prompts.dynamic_prompt)
+    add("POST", "/tools/{agent_id}/channel-presence", prompts.channel_presence)
     add("POST", "/agent-execution/{agent_id}/report_task", platform.report_task)
     add("POST", "/agent-execution/{task_id}/events/push", platform.events_push)
     add("GET", "/agent-execution/{task_id}/status", platform.task_status)
@@ -210,8 +214,10 @@ class LocalBackend:
         )
         self._mcp = McpAuth(self._agents, self._store, lambda: self.url)
         self._knowledge = KnowledgeRoutes(self._agents, self._store)
+        self._prompts = PromptRoutes(self._agents)
         self._app = Dispatcher(
-            _routing_table(self._platform, self._hub, self._mcp, self._llm, self._knowledge), api_key=api_key,
+            _routing_table(self._platform, self._hub, self._mcp, self._llm, self._knowledge, self._prompts),
+            api_key=api_key,
             log_limit=REQUEST_LOG_LIMIT, check_host=loopback,
         )
 
@@ -232,8 +238,9 @@ class LocalBackend:
         The agent is served as given (a deep copy), except keys starting with ``_local``, which configure the
         local backend (``_local_db_uri`` overrides the ``GET /agents/{id}/db`` connection string, by default a
         SQLite file next to the backend's store, where agno keeps the agents' sessions;
-        ``_local_knowledge`` and ``_local_memories`` define knowledge bases and memories, see ``_knowledge``) and
-        are stripped from every response.
+        ``_local_knowledge`` and ``_local_memories`` define knowledge bases and memories, see ``_knowledge``;
+        ``_local_prompts`` holds the ``dynamic_prompt`` and ``channel_presence`` texts the prompt routes
+        answer) and are stripped from every response.
 
         Args:
             agent: The agent JSON; needs a string ``id``; ``version`` (integer) defaults to 1.

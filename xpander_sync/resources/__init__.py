@@ -6,11 +6,13 @@ from .knowledge import KnowledgeBases
 from .mcp import MCPAuth
 from .memories import Memories
 from .metadata import Metadata
+from .prompts import Prompts
 from .reports import Reports
 from .tasks import Tasks
 from .tools import Tools
 from .workers import Workers
 
 __all__ = [
-    "Agents", "Events", "KnowledgeBases", "MCPAuth", "Memories", "Metadata", "Reports", "Tasks", "Tools", "Workers",
+    "Agents", "Events", "KnowledgeBases", "MCPAuth", "Memories", "Metadata", "Prompts", "Reports", "Tasks", "Tools",
+    "Workers",
 ]

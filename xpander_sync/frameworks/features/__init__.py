@@ -14,13 +14,21 @@ from __future__ import annotations
 from typing import Any, List, Type
 
 from ._base import Feature
+from .dynamic_tools import DynamicTools
 from .knowledge import KnowledgeFeature
 from .memories import MemoriesFeature
+from .planning import DeepPlanningFeature
+from .prompts import ChannelPresence, DynamicPrompt, EnvironmentContext
 
 #: Every feature, in the order its hooks apply.
 FEATURES: List[Type[Feature]] = [
+    DynamicPrompt,
+    EnvironmentContext,
+    ChannelPresence,
     KnowledgeFeature,
     MemoriesFeature,
+    DeepPlanningFeature,
+    DynamicTools,
 ]
 
 
