@@ -60,7 +60,7 @@ def backend() -> Backend:
         RuntimeError: outside an app context, or the app was not set up with :class:`XpanderSync`.
     """
     try:
-        return current_app.extensions[EXTENSION]  # type: ignore[no-any-return]
+        return current_app.extensions[EXTENSION]
     except KeyError:
         raise RuntimeError("this Flask app has no xpander backend: call XpanderSync(app) or init_app(app)") from None
 
