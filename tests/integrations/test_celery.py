@@ -94,6 +94,25 @@ def test_200_tasks_each_run_exactly_once_through_celery(xpander_backend, redis_s
     assert len(worker["delivered"]) == 200  # one reader received every task; it ran none itself
 
 
+@pytest.mark.parametrize("host", ["django", "flask"])
+def test_the_django_and_flask_commands_dispatch_to_celery(host, xpander_backend, redis_server, processes, tmp_path):
+    require(host, "agno")
+    env = harness.environment(redis_server.url, xpander_settings(xpander_backend), XDG_STATE_HOME=str(tmp_path))
+    processes.append(harness.start_celery_worker(env, concurrency=2))
+    reader = harness.start_reader(env, host=host)
+    processes.append(reader)
+    wait_until(lambda: xpander_backend.local.workers(connected=True), 60, f"the {host} reader to connect")
+
+    ids = invoke(xpander_backend, [f"q{i}" for i in range(20)])
+
+    done = wait_until(lambda: (lambda d: d if len(d) == 20 else None)(completed(xpander_backend, ids)), 60,
+                      "20 completed tasks")
+    assert {done[tid]["result"] for tid in ids} == {f"done: q{i}" for i in range(20)}
+    assert runs(redis_server, ids) == dict.fromkeys(ids, 1)
+    processes.remove(reader)
+    assert "(20 dispatched)" in harness.stop(reader)
+
+
 def test_a_worker_process_killed_mid_task_costs_one_rerun(xpander_backend, redis_server, processes, tmp_path):
     import redis
 

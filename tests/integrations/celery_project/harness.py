@@ -103,12 +103,23 @@ def start_celery_worker(env: Dict[str, str], *, concurrency: int, pool: str = "p
     return process
 
 
-def start_reader(env: Dict[str, str], *, handler: str = "handlers:handle") -> subprocess.Popen:
-    """``xpander-sync worker HANDLER --dispatch celery --celery-app proj:app`` (the stream reader)."""
+#: The stream reader's command line in each host: the CLI, Django's manage.py, Flask's CLI (and their folder).
+READERS = {
+    "cli": ([sys.executable, "-m", "xpander_sync", "worker"], PROJECT),
+    "django": ([sys.executable, "manage.py", "xpander_worker"], PROJECT.parents[2] / "examples" / "django_app"),
+    "flask": ([sys.executable, "-m", "flask", "--app", "flask_app", "xpander", "worker"],
+              PROJECT.parents[2] / "examples"),
+}
+
+
+def start_reader(env: Dict[str, str], *, handler: str = "handlers:handle", host: str = "cli") -> subprocess.Popen:
+    """``xpander-sync worker HANDLER --dispatch celery --celery-app proj:app`` (the stream reader), or the
+    same through ``manage.py xpander_worker`` or ``flask xpander worker`` (``host``)."""
     log = _log("reader")
+    command, cwd = READERS[host]
     process = subprocess.Popen(
-        [sys.executable, "-m", "xpander_sync", "worker", handler, "--dispatch", "celery", "--celery-app", "proj:app"],
-        cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
+        [*command, handler, "--dispatch", "celery", "--celery-app", "proj:app"],
+        cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
     )
     process.log = log  # type: ignore[attr-defined]
     return process
