@@ -113,6 +113,24 @@ def test_the_django_and_flask_commands_dispatch_to_celery(host, xpander_backend,
     assert "(20 dispatched)" in harness.stop(reader)
 
 
+def test_two_messages_for_one_task_run_it_once(xpander_backend, redis_server, processes, tmp_path):
+    from celery import Celery
+
+    from xpander_sync.contrib.celery import RUN_TASK
+
+    env = harness.environment(redis_server.url, xpander_settings(xpander_backend), XDG_STATE_HOME=str(tmp_path),
+                              XPANDER_TEST_SLEEP="1.0")
+    (task_id,) = invoke(xpander_backend, ["twice"])  # no reader: the test sends the messages itself
+    sender = Celery("sender", broker=redis_server.url, set_as_current=False)
+    for _ in range(2):  # as after a reader reconnect: the still-pending task is enqueued again
+        sender.send_task(RUN_TASK, args=[task_id, "handlers:handle"])
+    processes.append(harness.start_celery_worker(env, concurrency=2))  # both copies start at once
+
+    wait_until(lambda: completed(xpander_backend, [task_id]), 60, "the task to complete")
+    time.sleep(1.5)  # the second copy has had time to run, if it were going to
+    assert runs(redis_server, [task_id]) == {task_id: 1} and saves(xpander_backend, task_id) == 1
+
+
 def test_a_worker_process_killed_mid_task_costs_one_rerun(xpander_backend, redis_server, processes, tmp_path):
     import redis
 

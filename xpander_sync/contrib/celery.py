@@ -12,7 +12,10 @@ stops reading (the platform keeps the tasks). A Celery worker runs :func:`run_pl
 reloads the task, skips it when it is already finished, runs the handler and saves the result
 through the same code as the local worker
 (:func:`xpander_sync.worker.run_platform_task`), reloading once more before the save so a result
-is saved at most once per task id.
+is saved at most once per task id. With a Redis broker, each platform task is also *claimed* by the
+first message that carries it (``SET NX`` in the broker): a second message for the same task (the
+stream re-sends a still-pending task after the reader reconnects) is skipped, while the
+re-delivery of the same message after its process died keeps the claim and runs.
 
 Delivery is at-least-once: the task is declared ``acks_late`` and ``reject_on_worker_lost``, so a
 worker process killed mid-task has its message re-delivered, and the task (``executing`` on the
@@ -157,6 +160,33 @@ def _handler(target: str) -> Callable[..., Any]:
     return handler
 
 
+#: Seconds a claim on a platform task is kept in the broker (longer than any re-delivery of its message).
+CLAIM_SECONDS = 7 * 24 * 3600
+
+
+def _claim(app: Any, task_id: str, message_id: str) -> bool:
+    """Claim the platform task for this message: ``True`` unless another message claimed it first.
+
+    With a Redis broker, ``SET xpander-sync:claim:<task id> <message id> NX`` in the broker: two
+    messages for one platform task (the stream re-sends a task still pending after the reader
+    reconnects) cannot both run it, while a re-delivery of the *same* message (its process was
+    killed) keeps its claim and runs. Other brokers: no claim (the status checks remain).
+    """
+    try:
+        with app.connection_for_write() as connection:
+            if connection.transport.driver_type != "redis":
+                return True
+            client = connection.default_channel.client
+            key = f"xpander-sync:claim:{task_id}"
+            if client.set(key, message_id, nx=True, ex=CLAIM_SECONDS):
+                return True
+            holder = client.get(key)
+            return (holder.decode() if isinstance(holder, bytes) else holder) == message_id
+    except OperationalError as exc:  # the broker is gone: the message will be re-delivered anyway
+        logger.warning("task %s: could not claim it (%s); running it", task_id, exc)
+        return True
+
+
 @shared_task(name=RUN_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None,
              ignore_result=True)
 def run_platform_task(self: Task, task_id: str, handler_target: str) -> str:
@@ -172,11 +202,15 @@ def run_platform_task(self: Task, task_id: str, handler_target: str) -> str:
 
     Returns:
         ``"skipped"``, ``"completed"``, ``"failed"`` or ``"superseded"``
-        (see :func:`xpander_sync.worker.run_platform_task`).
+        (see :func:`xpander_sync.worker.run_platform_task`), or ``"duplicate"`` (another message for
+        the same platform task claimed it: see :func:`_claim`).
 
     Raises:
         ModuleException: the platform refused the task for good (not ``retryable``).
     """
+    if not _claim(self.app, task_id, str(self.request.id)):
+        logger.info("task %s: another message for it was taken first; this copy is skipped", task_id)
+        return "duplicate"
     try:
         return _run_and_save(task_id, _handler(handler_target), configuration=configuration_of(self.app))
     except ModuleException as exc:
