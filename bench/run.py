@@ -48,7 +48,7 @@ from _common import (  # noqa: E402
 )
 
 #: Run order: the subprocess import figures first (nothing else running), the footprint last.
-ORDER = ("import", "get_args", "report", "concurrency", "footprint")
+ORDER = ("import", "get_args", "report", "concurrency", "scale", "footprint")
 
 
 def bench_modules(only: Optional[Sequence[str]]) -> List[str]:

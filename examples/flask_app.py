@@ -1,44 +1,43 @@
-"""A Flask app with ``POST /agent/run``: resolve the agent, build it, answer, report the run.
+"""A Flask app with ``POST /agent/run``: resolve the agent, build it, run one turn, report the run.
 
-Configuration comes from the environment: XPANDER_API_KEY, XPANDER_ORGANIZATION_ID,
-XPANDER_BASE_URL (off the xpander cloud) and XPANDER_AGENT_ID. Run it with::
+``XpanderSync(app)`` reads the ``XPANDER_*`` keys of ``app.config`` (``XPANDER_READ_TIMEOUT`` below;
+what the app does not set comes from the environment: XPANDER_API_KEY, XPANDER_ORGANIZATION_ID,
+XPANDER_BASE_URL off the xpander cloud, XPANDER_AGENT_ID) and puts the app's one Backend at
+``app.extensions["xpander"]``.
+Run it with::
 
     flask --app flask_app run
-
-The answer is made from the agent's name and tools, so no LLM key is needed; the comment
-shows where ``agent.run()`` goes.
+    flask --app flask_app xpander args agt-123        # and: xpander worker ..., xpander outbox flush
 """
 
-import os
-import time
-
 from agno.agent import Agent
-from flask import Flask, jsonify, request
+from flask import Flask, current_app, jsonify, request
 
-from xpander_sync import Backend, ModuleException
+from xpander_sync import ModuleException
+from xpander_sync.contrib.flask import XpanderSync
+
+xpander = XpanderSync()
 
 
-def create_app() -> Flask:
+def create_app(**config) -> Flask:
     app = Flask(__name__)
-    app.config["XPANDER_AGENT_ID"] = os.environ.get("XPANDER_AGENT_ID", "agt-openai")
-    # One Backend for the app, shared by the request threads; it reads XPANDER_* here, once.
-    backend = Backend()
+    app.config["XPANDER_READ_TIMEOUT"] = 20  # a request should not wait the default minute for the platform
+    app.config.update(config)  # e.g. XPANDER_API_KEY=..., XPANDER_OUTBOX=... from the factory's caller
+    xpander.init_app(app)
 
     @app.post("/agent/run")
     def run_agent():
-        agent_id = app.config["XPANDER_AGENT_ID"]
+        backend = current_app.extensions["xpander"]
+        agent_id = backend.configuration.agent_id
         prompt = str((request.get_json(silent=True) or {}).get("input", ""))
-        started = time.monotonic()
         try:
             agent = Agent(**backend.get_args(agent_id=agent_id))
-            # With an LLM key:  run = agent.run(prompt); result = run.content
-            tools = ", ".join(getattr(tool, "name", type(tool).__name__) for tool in agent.tools or [])
-            result = f"{agent.name} would answer {prompt!r} using {tools or 'no tools'}"
-            task = backend.report_external_task(
-                agent_id=agent_id, input=prompt, result=result, duration=time.monotonic() - started,
-            )
+            with backend.track(agent_id=agent_id, input=prompt) as tracked:
+                run = agent.run(prompt)
+                tracked.set_run(run)  # reported on exit: text, tokens, tools, success, duration
         except ModuleException as exc:  # the platform refused or could not be reached
             return jsonify(error=str(exc)), 502
-        return jsonify(task_id=task.id, agent=agent.name, result=result)
+        task_id = getattr(tracked.report, "id", None) or tracked.report.task_id
+        return jsonify(task_id=task_id, agent=agent.name, result=run.content)
 
     return app

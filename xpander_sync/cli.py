@@ -36,6 +36,8 @@ import sys
 import threading
 from typing import Any, Dict, Optional, Sequence, TextIO
 
+import attrs
+
 from . import __version__
 from ._converter import unstructure
 from .config import Configuration, state_dir
@@ -129,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("target", metavar="MODULE:FUNCTION", help="the handler, e.g. my_app.agents:handle")
     worker.add_argument("--concurrency", type=int, default=6, help="tasks handled at once (default 6)")
     worker.add_argument("--agent-id", help="agent whose tasks to receive (default: XPANDER_AGENT_ID)")
+    worker.add_argument("--dispatch", choices=("local", "celery"), default="local",
+                        help="local: run the handler here (default); celery: enqueue each task for Celery workers")
+    worker.add_argument("--celery-app", metavar="MODULE:APP",
+                        help="the Celery app tasks are sent with (with --dispatch celery), e.g. proj.celery:app")
 
     run = commands.add_parser("run", help="run one turn of an agent here, print the answer and report the run")
     run.add_argument("agent_id", help="the agent to run")
@@ -163,7 +169,16 @@ def _configuration(ns: argparse.Namespace, **extra: Any) -> Configuration:
         overrides["api_key"] = ns.api_key
     if ns.organization_id:
         overrides["organization_id"] = ns.organization_id
+    base: Optional[Configuration] = getattr(ns, "base_configuration", None)
+    if base is not None:  # a host's settings (Django's XPANDER, Flask's app.config): flags still win
+        return attrs.evolve(base, **overrides)
     return Configuration(**overrides)
+
+
+def _outbox_path(ns: argparse.Namespace) -> str:
+    """``--outbox``, else the host's configured outbox, else :func:`default_outbox_path`."""
+    base: Optional[Configuration] = getattr(ns, "base_configuration", None)
+    return str(ns.outbox or (base.outbox if base is not None and base.outbox else None) or default_outbox_path())
 
 
 def _print_json(data: Any, out: TextIO) -> None:
@@ -213,7 +228,7 @@ def _cmd_report(ns: argparse.Namespace, out: TextIO) -> int:
     tokens = None
     if ns.prompt_tokens is not None or ns.completion_tokens is not None:
         tokens = {"prompt_tokens": ns.prompt_tokens or 0, "completion_tokens": ns.completion_tokens or 0}
-    outbox = None if ns.no_outbox else (ns.outbox or default_outbox_path())
+    outbox = None if ns.no_outbox else (_outbox_path(ns))
     result = Backend(_configuration(ns, outbox=outbox)).report_external_task(
         agent_id=ns.agent_id, id=ns.task_id, input=ns.input, result=ns.result, is_success=not ns.failed,
         duration=ns.duration, tokens=tokens, used_tools=ns.tool,
@@ -241,7 +256,7 @@ def _cmd_outbox(ns: argparse.Namespace, out: TextIO) -> int:
     from .backend import Backend
     from .reporting import Outbox
 
-    path = ns.outbox or default_outbox_path()
+    path = _outbox_path(ns)
     if ns.outbox_command == "list":
         rows = Outbox(path).pending() if os.path.exists(path) else []
         if ns.json:
@@ -260,7 +275,7 @@ def _cmd_outbox(ns: argparse.Namespace, out: TextIO) -> int:
     else:
         out.write(f"delivered {len(flushed.delivered)}, remaining {flushed.remaining}\n")
         for task_id, error in flushed.failed:
-            sys.stderr.write(f"xpander-sync: {task_id}: {error}\n")
+            (getattr(ns, "err", None) or sys.stderr).write(f"xpander-sync: {task_id}: {error}\n")
     return EXIT_OK if not flushed.failed else EXIT_FAILED
 
 
@@ -323,14 +338,23 @@ def _cmd_worker(ns: argparse.Namespace, out: TextIO) -> int:
 
     if ns.concurrency < 1:
         raise InvalidInputError("--concurrency must be at least 1")
+    options: Dict[str, Any] = {}
+    if ns.dispatch == "celery":
+        if not ns.celery_app:
+            raise InvalidInputError("--dispatch celery needs --celery-app MODULE:APP (e.g. proj.celery:app)")
+        from .contrib.celery import celery_dispatch
+
+        options["dispatch"] = celery_dispatch(ns.celery_app, ns.target)
+    elif ns.celery_app:
+        raise InvalidInputError("--celery-app is only used with --dispatch celery")
     return run_from_cli(ns.target, _configuration(ns), concurrency=ns.concurrency, agent_id=ns.agent_id,
-                        out=out, err=sys.stderr)
+                        out=out, err=getattr(ns, "err", None) or sys.stderr, **options)
 
 
 def _cmd_run(ns: argparse.Namespace, out: TextIO) -> int:
     from .cli_run import run_command
 
-    return run_command(ns, _configuration(ns, outbox=ns.outbox or default_outbox_path()), out)
+    return run_command(ns, _configuration(ns, outbox=_outbox_path(ns)), out)
 
 
 def _cmd_quickstart(ns: argparse.Namespace, out: TextIO) -> int:
@@ -354,7 +378,7 @@ _COMMANDS = {
 
 
 def main(argv: Optional[Sequence[str]] = None, *, out: Optional[TextIO] = None,
-         err: Optional[TextIO] = None) -> int:
+         err: Optional[TextIO] = None, configuration: Optional[Configuration] = None) -> int:
     """Run the CLI; returns the exit status (``sys.exit(main())`` in the console script).
 
     The library's own errors (:class:`~xpander_sync.errors.XpanderError`) are caught and
@@ -364,6 +388,8 @@ def main(argv: Optional[Sequence[str]] = None, *, out: Optional[TextIO] = None,
         argv: the arguments after the program name; default ``sys.argv[1:]``.
         out: where command output goes; default ``sys.stdout``.
         err: where error lines and ``-v`` debug logs go; default ``sys.stderr``.
+        configuration: the settings to start from instead of the environment (the Django and
+            Flask commands pass their framework's settings); the global options still win.
 
     Returns:
         The exit status: 0 success, 1 the platform refused or could not be reached, 2 usage
@@ -377,6 +403,8 @@ def main(argv: Optional[Sequence[str]] = None, *, out: Optional[TextIO] = None,
     err = err or sys.stderr
     parser = build_parser()
     ns = parser.parse_args(list(argv) if argv is not None else None)
+    ns.base_configuration = configuration
+    ns.err = err
     if ns.verbose:
         logging.basicConfig(level=logging.DEBUG, stream=err, format="%(levelname)s %(name)s: %(message)s")
     key: Any = ns.command

@@ -1,8 +1,10 @@
-"""Hosts for the integration guides: Django, Flask, a Jupyter kernel, cron's ``/bin/sh``.
+"""Hosts for the integration guides: Django, Flask, Celery, a Jupyter kernel, cron's ``/bin/sh``.
 
 Each host's fixture imports its packages and skips with a reason when they are missing;
-``tox -e integrations`` installs them all. The examples under ``examples/`` are loaded from
-their files, exactly as the guides in ``docs/guides/`` show them.
+``tox -e integrations`` installs them all. The Celery tests start Debian's ``redis-server``
+(``.ci/run`` installs it) and real Celery worker processes (``celery_project/harness.py``).
+The examples under ``examples/`` are loaded from their files, exactly as the guides in
+``docs/guides/`` show them.
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ The package, one concern per module:
 ``_state.py``             the stop state and counters the threads share
 ``loading.py``            the ``@on_task`` handler, or ``MODULE:FUNCTION`` imported
 ``command.py``            :func:`run_from_cli`, for ``xpander-sync worker``
+``_execute.py``           one task run and saved (:func:`run_platform_task`, also Celery's)
+``_dispatch.py``          dispatch mode: task ids handed to a callable (Celery) instead
 ========================  ==================================================================
 
 Every platform call goes through a resource: :class:`~xpander_sync.resources.Workers` (the
@@ -41,6 +43,7 @@ the handler that they need), and the ``/invoke`` HTTP server.
 
 from ..errors import BootHookError
 from ..resources.workers import build_metrics_body
+from ._execute import run_platform_task
 from .command import run_from_cli
 from .loading import load_handler
 from .settings import WorkerSettings
@@ -56,4 +59,5 @@ __all__ = [
     "build_metrics_body",
     "load_handler",
     "run_from_cli",
+    "run_platform_task",
 ]

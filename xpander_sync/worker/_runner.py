@@ -6,6 +6,8 @@
   worker).
 * **One Task per handler call**, built from its own JSON and bound to the worker's
   :class:`~xpander_sync.Tasks`; nothing (no "current task") is shared between tasks.
+* **Running one task** (``executing``, the handler, the save, the metrics) is
+  :class:`~._execute.Executor`'s, which a Celery worker uses too.
 * **Results are not lost.** Setting ``executing`` and saving the result are retried, with the
   settings' backoff, through a backend outage, until they succeed or the worker is stopped and
   its drain deadline has passed. A handler exception saves the task with status ``error`` and
@@ -20,27 +22,18 @@
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
-import os
 import threading
 import time
-import traceback
 from collections import OrderedDict
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Optional, Set, Tuple
 
-import attrs
-
-from .._async import call_maybe_async
-from .._converter import structure, unstructure
-from .._redact import scrub, secret_values
+from .._converter import structure
 from ..errors import ModuleException, ResponseDecodeError, XpanderError
-from ..frameworks._llm import ENV_KEYS
 from ..models.common import AgentExecutionStatus
 from ..models.task import Task
 from ..resources import Tasks, Workers
-from ..transport import shared_transport
+from ._execute import Executor
 from ._journal import Journal
 from ._state import Counters, StopState
 from .settings import WorkerSettings
@@ -50,8 +43,6 @@ logger = logging.getLogger(__name__)
 
 #: Timeout (seconds) of marking a task abandoned at the drain deadline.
 ABANDON_TIMEOUT = 5.0
-#: Longest result text saved for a handler exception.
-_ERROR_RESULT_LIMIT = 2000
 #: Task ids remembered as finished, to recognise a stale re-delivery.
 _FINISHED_MEMORY = 10_000
 
@@ -117,27 +108,6 @@ class _Job:
             return True
 
 
-def result_text(value: Any) -> Optional[str]:
-    """A handler's ``task.result`` as the string the platform stores.
-
-    Args:
-        value: what the handler put in ``task.result`` (text, a pydantic model, attrs, JSON data...).
-
-    Returns:
-        ``None``, the text itself, or a JSON (else ``str``) rendering.
-    """
-    if value is None or isinstance(value, str):
-        return value
-    if hasattr(value, "model_dump_json") and callable(value.model_dump_json):  # pydantic
-        return str(value.model_dump_json())
-    if attrs.has(type(value)):
-        value = unstructure(value)
-    try:
-        return json.dumps(value, ensure_ascii=False, default=str)
-    except (TypeError, ValueError, RecursionError):
-        return str(value)
-
-
 class Runner:
     """Runs ``handler(task=...)`` for each delivered task, at most ``settings.concurrency`` at once.
 
@@ -166,6 +136,7 @@ class Runner:
     ) -> None:
         self.handler = handler
         self._journal = journal or Journal(None, "")
+        self._executor = Executor(tasks=tasks, workers=workers, settings=settings, stop=stop, journal=self._journal)
         self._tasks = tasks
         self._workers = workers
         self._settings = settings
@@ -298,103 +269,20 @@ class Runner:
             self._on_capacity_change()
 
     def _handle_task(self, task: Task, job: _Job) -> None:
-        task_id = task.id
-        ok = self._until_done(
-            lambda: task.set_status(AgentExecutionStatus.EXECUTING),
-            f"set task {task_id} executing",
-            give_up=self._stop.is_requested,  # not started yet: leave it pending for later
+        failed = self._executor.run_and_save(
+            task, self.handler,
+            give_up_start=self._stop.is_requested,  # not started yet: leave it pending for later
+            give_up_save=self._stop.give_up,
+            may_save=lambda: job.claim("finishing"),
         )
-        if not ok:
-            job.claim("abandoned")
+        if failed is None:
+            job.claim("abandoned")  # not started (stopping), or not saved: the drain must not mark it
             return
-        self._journal.add(task_id)  # from now on a SIGKILL leaves it "executing": the next start reclaims it
-        logger.info("task %s: running handler", task_id)
-        started = time.monotonic()
-        failed = False
-        try:
-            returned = call_maybe_async(functools.partial(self.handler, task=task))
-            if returned is None:
-                returned = task  # the handler changed the task in place and forgot to return it
-            elif not isinstance(returned, Task):
-                raise TypeError(f"the task handler returned {type(returned).__name__}, expected the Task")
-            elif returned is not task:
-                if returned.configuration is None:  # built by hand: give it the worker's client
-                    self._tasks.bind(returned)
-                task = returned
-            if task.status == AgentExecutionStatus.EXECUTING:
-                task.status = AgentExecutionStatus.COMPLETED
-            task.result = result_text(task.result)
-        except BaseException as exc:  # even SystemExit from a handler: the task must not stay "executing"
-            failed = True
-            task.status = AgentExecutionStatus.ERROR
-            task.result = self._error_text(exc, task)
-            logger.warning(
-                "task %s: handler raised %s\n%s", task_id, task.result,
-                scrub("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-                      self._known_secrets(task)),
-            )
-        if not task.duration:
-            task.duration = round(time.monotonic() - started, 3)
-        if not job.claim("finishing"):
-            logger.warning("task %s finished after the worker gave up on it; result not saved", task_id)
-            return
-        tokens, used_tools = task.tokens, list(task.used_tools or [])
-        saved = self._until_done(task.save, f"save task {task_id}", give_up=self._stop.give_up)
-        # The server's copy replaced ours; keep what the handler set (upstream loses used_tools).
-        task.tokens, task.used_tools = tokens, used_tools
-        if not saved:  # still "executing" on the platform: the journal keeps it for the next start
-            logger.error("task %s: the result could not be saved before the worker stopped", task_id)
-            return
-        self._journal.remove(task_id)
         self._counters.add("failed" if failed else "completed")
-        logger.info("task %s: saved with status %s", task_id, task.status)
-        if task.tokens is not None:
-            self._report_metrics(task)
-
-    def _known_secrets(self, task: Task) -> List[Any]:
-        """Every secret the library knows of while this task ran: the API key, the task's tokens
-        and MCP credentials, the LLM keys of the environment, and the keys stored on the agents
-        a handler loaded through this worker's client."""
-        found: List[Any] = [*self._secrets, task.user_oidc_token]
-        found += secret_values(unstructure(task))
-        found += [os.environ.get(name) for names in ENV_KEYS.values() for name in names]
-        found += secret_values(shared_transport(self._tasks.configuration).caches.agents.values())
-        return [s for s in found if s]
-
-    def _error_text(self, exc: BaseException, task: Task) -> str:
-        message = str(exc) or type(exc).__name__
-        return scrub(message, self._known_secrets(task))[:_ERROR_RESULT_LIMIT]
 
     def _until_done(self, call: Callable[[], Any], what: str, *, give_up: Callable[[], bool]) -> bool:
         """Call until it succeeds (``True``), fails for good (not ``retryable``), or ``give_up()`` (``False``)."""
-        failures = 0
-        while True:
-            try:
-                call()
-                if failures:
-                    logger.info("%s: succeeded after %d retries", what, failures)
-                return True
-            except ModuleException as exc:
-                if not exc.retryable:
-                    logger.error("%s failed: %s", what, exc)
-                    return False
-                failures += 1
-                delay = self._settings.delay(failures)
-                if give_up():
-                    logger.error("%s failed (%s) and the worker is stopping; giving up", what, exc)
-                    return False
-                logger.warning("%s failed (%s); retrying in %.2fs", what, exc, delay)
-            self._stop.pause(delay)  # a stop() wakes it early, to apply the give-up rule at once
-
-    def _report_metrics(self, task: Task) -> None:
-        configuration = task.configuration
-        workers = self._workers
-        if configuration is not None and configuration != workers.configuration:
-            workers = Workers(configuration)  # the handler returned a task of another platform
-        try:
-            workers.report_metrics(task)
-        except XpanderError as exc:
-            logger.warning("task %s: metrics not reported: %s", task.id, exc)
+        return self._executor.until_done(call, what, give_up=give_up)
 
     # -- the drain -----------------------------------------------------------------------------
 

@@ -74,6 +74,9 @@ def run_from_cli(
             logger.removeHandler(attached)
             logger.setLevel(previous_level)
     stats = worker.stats()
-    out.write(f"xpander-sync worker: stopped ({stats['completed']} completed, {stats['failed']} failed)\n")
+    if worker_options.get("dispatch") is not None:
+        out.write(f"xpander-sync worker: stopped ({stats['received']} dispatched)\n")
+    else:
+        out.write(f"xpander-sync worker: stopped ({stats['completed']} completed, {stats['failed']} failed)\n")
     out.flush()
     return 0

@@ -34,6 +34,7 @@ from ..models.common import AgentExecutionStatus
 from ..resources import Tasks, Workers
 from ..resources.workers import EVENT_POST_TIMEOUT
 from ..transport import shared_transport
+from ._dispatch import Dispatcher
 from ._heartbeat import Heartbeat
 from ._journal import Journal
 from ._runner import Runner
@@ -80,6 +81,10 @@ class Worker:
         journal_dir: where this process lists the tasks it is running, so that the tasks of a
             worker killed with SIGKILL are marked ``error`` by the next worker start on this
             machine (default ``$XDG_STATE_HOME/xpander-sync/worker``; ``None`` disables it).
+        dispatch: hand each received task's id to ``dispatch(task_id)`` instead of running the
+            handler here (``xpander_sync.contrib.celery`` enqueues it for Celery workers, which
+            run the handler); retried with the backoff while it raises. ``concurrency`` then
+            does not apply.
 
     Raises:
         ConfigurationError: no API key or organization id; a numeric argument out of range or
@@ -107,6 +112,7 @@ class Worker:
         shutdown_hooks: Optional[Sequence[Callable[[], Any]]] = None,
         handle_signals: bool = True,
         journal_dir: Optional[str] = _DEFAULT,
+        dispatch: Optional[Callable[[str], Any]] = None,
     ) -> None:
         if handler is None:
             handler = registered_handler()
@@ -151,9 +157,18 @@ class Worker:
             self._workers, self.agent_id, interval=self.settings.heartbeat_interval, stop=self._stop,
             is_busy=lambda: self._runner.busy,
         )
+        on_task = self._runner.submit
+        if dispatch is not None:
+            dispatcher = Dispatcher(dispatch, settings=self.settings, stop=self._stop, counters=self._counters,
+                                    secrets=self._secrets)
+            on_task = dispatcher.submit
+            self._heartbeat = Heartbeat(
+                self._workers, self.agent_id, interval=self.settings.heartbeat_interval, stop=self._stop,
+                is_busy=lambda: dispatcher.busy,
+            )
         self._reader = StreamReader(
             self._workers, self.agent_id, settings=self.settings, stop=self._stop, heartbeat=self._heartbeat,
-            counters=self._counters, on_task=self._runner.submit, secrets=self._secrets,
+            counters=self._counters, on_task=on_task, secrets=self._secrets,
         )
 
     def __repr__(self) -> str:

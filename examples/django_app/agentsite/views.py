@@ -1,25 +1,20 @@
 """``POST /agent/run`` (a sync view) and ``POST /agent/arun`` (the same as an async view).
 
-Each view resolves the agent's arguments, builds the Agno agent, answers, and records the run
-on xpander with ``report_external_task``. The answer here is made from the agent's name and
-tools, so the example needs no LLM key; the comments show where ``agent.run()`` goes.
+Each view resolves the agent's arguments, builds the Agno agent, runs one turn, and reports the run
+to xpander with ``track``: the duration, the answer, the tokens and tools the run used, and
+``is_success=False`` (then re-raised) when the run raises. The backend is the project's one
+``backend()``, configured by ``settings.XPANDER``.
 """
 
 import json
-import time
 
 from agno.agent import Agent
-from django.conf import settings
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from xpander_sync import Backend, Configuration, ModuleException
-
-
-def get_backend() -> Backend:
-    # Cheap to build per request: Backends with equal configurations share one connection pool.
-    return Backend(Configuration(**settings.XPANDER))
+from xpander_sync import ModuleException
+from xpander_sync.contrib.django import backend
 
 
 def read_input(request) -> str:
@@ -29,53 +24,40 @@ def read_input(request) -> str:
         return ""
 
 
-def answer_without_llm(agent: Agent, prompt: str) -> str:
-    tools = ", ".join(getattr(tool, "name", type(tool).__name__) for tool in agent.tools or [])
-    return f"{agent.name} would answer {prompt!r} using {tools or 'no tools'}"
+def answer(agent_name: str, run, tracked) -> JsonResponse:
+    report = tracked.report  # the reported Task (or a QueuedReport when the outbox kept it)
+    return JsonResponse({"task_id": getattr(report, "id", None) or report.task_id, "agent": agent_name,
+                         "result": run.content, "tokens": run.metrics.total_tokens if run.metrics else None})
 
 
 @csrf_exempt
 @require_POST
 def run_agent(request):
     prompt = read_input(request)
-    backend = get_backend()
-    started = time.monotonic()
+    xpander = backend()
+    agent_id = xpander.configuration.agent_id
     try:
-        agent = Agent(**backend.get_args(agent_id=settings.XPANDER_AGENT_ID))
-        # With an LLM key:  run = agent.run(prompt); result = run.content
-        # (and report tokens from run.metrics, used_tools from run.tools).
-        result = answer_without_llm(agent, prompt)
-        task = backend.report_external_task(
-            agent_id=settings.XPANDER_AGENT_ID,
-            input=prompt,
-            result=result,
-            duration=time.monotonic() - started,
-            used_tools=[],
-        )
+        agent = Agent(**xpander.get_args(agent_id=agent_id))
+        with xpander.track(agent_id=agent_id, input=prompt) as tracked:
+            run = agent.run(prompt)
+            tracked.set_run(run)  # reported on exit: text, tokens, tools, success, duration
     except ModuleException as exc:  # the platform refused or could not be reached
         return JsonResponse({"error": str(exc)}, status=502)
-    return JsonResponse({"task_id": task.id, "agent": agent.name, "result": result})
+    return answer(agent.name, run, tracked)
 
 
 @csrf_exempt
 @require_POST
 async def arun_agent(request):
     prompt = read_input(request)
-    backend = get_backend()
-    started = time.monotonic()
+    xpander = backend()
+    agent_id = xpander.configuration.agent_id
     try:
         # The a* twins run the blocking call in a worker thread: the event loop keeps serving.
-        args = await backend.aget_args(agent_id=settings.XPANDER_AGENT_ID)
-        agent = Agent(**args)
-        # With an LLM key:  run = await agent.arun(prompt); result = run.content
-        result = answer_without_llm(agent, prompt)
-        task = await backend.areport_external_task(
-            agent_id=settings.XPANDER_AGENT_ID,
-            input=prompt,
-            result=result,
-            duration=time.monotonic() - started,
-            used_tools=[],
-        )
+        agent = Agent(**await xpander.aget_args(agent_id=agent_id))
+        async with xpander.track(agent_id=agent_id, input=prompt) as tracked:
+            run = await agent.arun(prompt)
+            tracked.set_run(run)
     except ModuleException as exc:
         return JsonResponse({"error": str(exc)}, status=502)
-    return JsonResponse({"task_id": task.id, "agent": agent.name, "result": result})
+    return answer(agent.name, run, tracked)
