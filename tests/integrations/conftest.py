@@ -2,7 +2,7 @@
 
 Each host's fixture imports its packages and skips with a reason when they are missing;
 ``tox -e integrations`` installs them all. The Celery tests start Debian's ``redis-server``
-(``.ci/run`` installs it) and real Celery worker processes (``celery_project/harness.py``).
+(``.ci/ensure-redis`` installs it; tox runs it first) and real Celery worker processes (``celery_project/harness.py``).
 The examples under ``examples/`` are loaded from their files, exactly as the guides in
 ``docs/guides/`` show them.
 """
