@@ -121,16 +121,18 @@ class PlatformCaches:
             for stale-if-error use for ``agent_max_staleness``).
         org_headers: the organization's default LLM headers (``metadata_cache_ttl``).
         db: agents' session-storage connection URIs (``metadata_cache_ttl``).
+        llm_endpoints: tasks' custom LLM endpoints, by task id (60 s, as the official SDK).
     """
 
     def __init__(self, agent_ttl: float, metadata_ttl: float, agent_keep: float = 0.0):
         self.agents = TTLCache(agent_ttl, keep=agent_keep)
         self.org_headers = TTLCache(metadata_ttl, maxsize=4)
         self.db = TTLCache(metadata_ttl, keep=agent_keep)
+        self.llm_endpoints = TTLCache(60.0, maxsize=256)
 
     def clear(self) -> None:
         """Forget everything (e.g. after changing an agent on the platform)."""
-        for cache in (self.agents, self.org_headers, self.db):
+        for cache in (self.agents, self.org_headers, self.db, self.llm_endpoints):
             cache.clear()
 
 

@@ -65,7 +65,9 @@ def test_sample_agents_are_consistent() -> None:
     for f in folder.glob("*.json"):
         agents[f.name] = json.loads(f.read_text(encoding="utf-8"))
     latest = {a["id"]: a for name, a in agents.items() if "@" not in name}
-    assert set(latest) == {"agt-openai", "agt-anthropic", "agt-team", "agt-sub-b", "agt-mcp", "agt-json"}
+    assert set(latest) == {
+        "agt-openai", "agt-anthropic", "agt-team", "agt-sub-b", "agt-mcp", "agt-json", "agt-features",
+    }
     assert {a["organization_id"] for a in agents.values()} == {ORG}
     assert [t["id"] for t in latest["agt-openai"]["tools"]] == [
         "XpanderCrmSearchContacts",

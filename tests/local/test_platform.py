@@ -25,6 +25,7 @@ def test_agents_list_items(backend: LocalBackend, session: requests.Session) -> 
     items = resp.json()
     assert [i["id"] for i in items] == [
         "agt-anthropic",
+        "agt-features",
         "agt-json",
         "agt-mcp",
         "agt-openai",

@@ -147,6 +147,8 @@ class XpanderToolSpec(ToolSpec):
             return ToolInvocationResult(tool_id=self.tool.id, payload={}, result="tool arguments must be a JSON object",
                                         is_success=False, is_error=True)
         extension = self.task.payload_extension if self.task is not None else None
+        if isinstance(extension, dict) and "llm_gateway" in extension:  # the gateway's token is for the model only
+            extension = {k: v for k, v in extension.items() if k != "llm_gateway"}
         payload = _tools.build_payload(self.tool, arguments, override=self.override, payload_extension=extension)
         return self.context.invoke_tool(self.agent, self.task, self.tool.id, payload, arguments=arguments,
                                         tool_name=self.tool.name or self.tool.id, graph_node_id=self.graph_node_id)

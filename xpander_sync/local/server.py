@@ -16,6 +16,7 @@ This module holds the public class and the routing table; the work is done by:
 * ``_hub``: the worker-stream hub (the event stream ``xpander-sync worker`` connects to);
 * ``_mcp``: the MCP-auth emulation (``get_token`` and the simulated login page);
 * ``_llm_proxy``: the platform's LLM proxy route, served by a mounted scripted model (:meth:`LocalBackend.mount_llm`);
+* ``_approvals``: tool approvals (agents' ``_local_approvals`` rules), the custom LLM endpoint, the LLM gateway route;
 * ``_payloads`` (JSON shapes) and :mod:`xpander_sync.local.store` (SQLite).
 
 Design notes:
@@ -45,6 +46,7 @@ from typing import Any, Optional, Union
 from .._scripted_model import ScriptedModel
 from ..errors import ConfigurationError, ToolError
 from ._agents import AgentCatalog, sample_agents_dir
+from ._approvals import Approvals
 from ._http import MAX_BODY_BYTES, Server
 from ._hub import WorkerHub
 from ._llm_proxy import PROXY_ROUTE, LLMProxy
@@ -90,14 +92,18 @@ REQUEST_LOG_LIMIT = 10_000
 _STOP_JOIN_S = 2.0
 
 
-def _routing_table(platform: Platform, hub: WorkerHub, mcp: McpAuth, llm: LLMProxy) -> Router:
+def _routing_table(platform: Platform, hub: WorkerHub, mcp: McpAuth, llm: LLMProxy, approvals: Approvals) -> Router:
     """Every route the local backend serves. Order matters: the first full match wins."""
     router = Router()
     add = router.add
     add("GET", "/agents/list", platform.agents_list)  # before /agents/{agent_id}
     add("GET", "/agents/{agent_id}", platform.agent_get)
     add("GET", "/agents/{agent_id}/db", platform.agent_db)
-    add("POST", "/agents/{agent_id}/operations/{tool_id}", platform.tool_call)
+    add("POST", "/agents/{agent_id}/operations/{tool_id}", approvals.gate(platform.tool_call))
+    add("POST", "/agents/{agent_id}/tool-approvals/check", approvals.approval_check)
+    add("GET", "/agents/{agent_id}/tool-approvals/{request_id}", approvals.approval_get)
+    add("POST", "/agents/{agent_id}/custom-llm-endpoint/{task_id}", approvals.custom_llm_endpoint)
+    add("POST", "/agents/{agent_id}/llm-gateway-route/{task_id}", approvals.llm_gateway_route)
     add("GET", "/metadata/default_llm_extra_headers", platform.llm_headers)
     add("POST", "/agent-execution/{agent_id}/report_task", platform.report_task)
     add("POST", "/agent-execution/{task_id}/events/push", platform.events_push)
@@ -202,8 +208,9 @@ class LocalBackend:
             serve_agent=self._llm.point,
         )
         self._mcp = McpAuth(self._agents, self._store, lambda: self.url)
+        self._approvals = Approvals(self._agents, self._llm.base_url)
         self._app = Dispatcher(
-            _routing_table(self._platform, self._hub, self._mcp, self._llm), api_key=api_key,
+            _routing_table(self._platform, self._hub, self._mcp, self._llm, self._approvals), api_key=api_key,
             log_limit=REQUEST_LOG_LIMIT, check_host=loopback,
         )
 

@@ -70,5 +70,21 @@ class LLMRoutes(Resource):
         except NotFoundError:
             return None
 
+    def proxy_url(self, provider: str) -> str:
+        """The platform's LLM proxy for a provider: ``{configuration.base_url}/llm-proxy/{provider}``.
+
+        The plain base URL (no organization segment), as the official SDK builds it. Pure.
+
+        Args:
+            provider: the provider the custom endpoint named.
+
+        Returns:
+            The base URL a model client sends its requests to.
+
+        Raises:
+            InvalidInputError: a ``provider`` that cannot be one path segment.
+        """
+        return self.configuration.base_url.rstrip("/") + route("/llm-proxy/{provider}", provider=provider)
+
     acustom_endpoint = async_twin(custom_endpoint)
     agateway_route = async_twin(gateway_route)

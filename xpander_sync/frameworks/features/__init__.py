@@ -14,9 +14,12 @@ from __future__ import annotations
 from typing import Any, List, Type
 
 from ._base import Feature
+from .gateway import Gateway
 
 #: Every feature, in the order its hooks apply.
-FEATURES: List[Type[Feature]] = []
+FEATURES: List[Type[Feature]] = [
+    Gateway,
+]
 
 
 def for_build(adapter: Any) -> List[Feature]:
