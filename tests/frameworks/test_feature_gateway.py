@@ -170,7 +170,6 @@ def test_tool_calls_never_carry_the_gateway_token(mocked, config):
     mocked.get(f"{BASE}/metadata/default_llm_extra_headers", json={})
     mocked.post(f"{BASE}/agents/agt-openai/operations/XpanderCrmSearchContacts", json={"ok": True})
     mocked.post(f"{BASE}/agent-execution/{TASK_ID}/events/push", json={})
-    mocked.post(f"{BASE}/agent-execution/{TASK_ID}/events/push", json={})
     mocked.get(f"{BASE}/agents/agt-openai/db", json={"connection_uri": {"uri": "postgresql://u:p@h/x"}})
     task = make_task(payload_extension={"llm_gateway": GATEWAY, "tenant": "acme"})
     context = BuildContext(Backend(config)._transport)

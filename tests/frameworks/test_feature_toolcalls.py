@@ -276,12 +276,11 @@ def test_activity_events_are_pushed_for_a_task_in_order_after_the_call(mocked, n
     args, context = built(name)
     mocked.post(OPERATION, json=ANSWER)
     mocked.post(EVENTS, json={})
-    mocked.post(EVENTS, json={})
     assert json.loads(call_tool(name, args, TOOL_NAME, {"query_params": {"q": "ada"}})) == ANSWER
     assert flush_activity(context.transport, timeout=10)
-    pushes = _bodies(mocked, EVENTS)
-    assert [len(p) for p in pushes] == [1, 1]
-    request, result = pushes[0][0], pushes[1][0]
+    pushed = [event for body in _bodies(mocked, EVENTS) for event in body]  # one push, or two when slow
+    assert len(pushed) == 2
+    request, result = pushed
     assert (request["type"], result["type"]) == ("tool_call_request", "tool_call_result")
     assert request["task_id"] == result["task_id"] == TASK_ID
     assert set(request) == {"type", "task_id", "organization_id", "time", "data", "identity"}
@@ -314,16 +313,18 @@ def test_events_wait_while_the_platform_is_down_and_keep_their_order(mocked, con
     mocked.post(OPERATION, json=ANSWER)
     mocked.post(EVENTS, status=503, json={"detail": "down"})
     mocked.post(EVENTS, json={})
-    mocked.post(EVENTS, json={})
     call_tool("agno", args, TOOL_NAME, {"query_params": {"q": "ada"}})
     assert flush_activity(context.transport, timeout=10)
     import time
 
+    def types() -> List[List[str]]:
+        return [[e["type"] for e in body] for body in _bodies(mocked, EVENTS)]
+
     deadline = time.monotonic() + 10
-    while len(_bodies(mocked, EVENTS)) < 3 and time.monotonic() < deadline:
+    while len(types()) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
-    types = [p[0]["type"] for p in _bodies(mocked, EVENTS)]
-    assert types == ["tool_call_request", "tool_call_request", "tool_call_result"]  # failed once, resent, then result
+    both = ["tool_call_request", "tool_call_result"]
+    assert types()[0] == both and [t for push in types()[1:] for t in push] == both  # refused once, then resent
 
 
 def built_agno(config: Configuration, sleeps: Sleeps) -> Any:

@@ -44,13 +44,25 @@ def test_events_are_delivered_in_order_and_wait_out_an_outage(tmp_path) -> None:
     assert activity.flush(owner, timeout=5)
     assert platform.pushed == []  # down: kept, in order
     events = Outbox(str(tmp_path / "o.sqlite3"), table="events")
-    assert [r["body"]["events"][0]["type"] for r in events.pending()] == ["tool_call_request", "tool_call_result"]
+    # handed over within the linger: one row, one push, both events in order
+    assert [[e["type"] for e in r["body"]["events"]] for r in events.pending()] == [
+        ["tool_call_request", "tool_call_result"]]
     assert Outbox(str(tmp_path / "o.sqlite3")).pending() == []  # the reports table is untouched
     platform.down = False
-    _wait(lambda: len(platform.pushed) == 2)
-    assert platform.pushed == [("t-1", ["tool_call_request"]), ("t-1", ["tool_call_result"])]
+    _wait(lambda: len(platform.pushed) == 1)
+    assert platform.pushed == [("t-1", ["tool_call_request", "tool_call_result"])]
     _wait(lambda: events.pending() == [])
     assert events.pending() == []
+
+
+def test_rows_of_different_tasks_stay_apart_and_in_order(tmp_path) -> None:
+    platform, owner = Platform(), object()
+    path = str(tmp_path / "o.sqlite3")
+    for task_id in ("t-1", "t-2", "t-1"):
+        activity.submit(task_id, [{"type": f"e-{task_id}"}], send=platform, scope="s", owner=owner, outbox_path=path)
+    assert activity.flush(owner, timeout=5)
+    _wait(lambda: len(platform.pushed) == 3)
+    assert platform.pushed == [("t-1", ["e-t-1"]), ("t-2", ["e-t-2"]), ("t-1", ["e-t-1"])]
 
 
 def test_a_refused_event_is_dropped_not_parked(tmp_path) -> None:

@@ -57,10 +57,17 @@ section 3.2, with the upstream bugs of its section 7 fixed):
 
 Platform extras of the official builder that are skipped (each is an extra HTTP call or
 prompt block per build): channel presence, xpander memories and the ``manage_memory``
-tool, the dynamic prompt, the per-turn custom LLM endpoint and gateway routing, the
-context-optimising compression manager, deep-planning prompts and the plan tools'
-filtering, ``ReasoningTools``, the knowledge-base retriever, dynamic tools, the tool
-hook (activity events, preflight reports, approvals) and workspace-hosted MCP servers.
+tool, the dynamic prompt, the context-optimising compression manager, deep-planning
+prompts and the plan tools' filtering, ``ReasoningTools``, the knowledge-base retriever,
+dynamic tools, the tool hook's preflight reports, refusal guards and result compaction,
+and workspace-hosted MCP servers.
+
+Built for every framework instead of agno's async-only tool hook: the tool-call layer
+(:mod:`~xpander_sync.frameworks._toolcall`: stringified JSON arguments coerced, transient
+failures retried twice, tool approvals, ``tool_call_request``/``tool_call_result`` activity
+events pushed in the background), in sync and async runs alike; and the task's LLM route
+(:mod:`~xpander_sync.frameworks.features.gateway`: the custom LLM endpoint and the LLM
+gateway) on the ``model``.
 """
 
 from __future__ import annotations

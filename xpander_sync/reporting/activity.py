@@ -1,12 +1,15 @@
 """Tool-call activity events, delivered off the caller's path: written ahead, then sent in order by one thread.
 
 The tool-call layer (``frameworks._toolcall``) hands each ``tool_call_request`` /
-``tool_call_result`` event to :func:`submit`, which writes it to the ``events`` table of an
+``tool_call_result`` event to :func:`submit`, which passes it, in memory, to the platform
+client's delivery thread (an :class:`EventDispatcher`, a
+:class:`~xpander_sync.reporting.background.ReportDispatcher`): no file or network I/O on the
+tool call's path. The thread writes it to the ``events`` table of an
 :class:`~xpander_sync.reporting.outbox.Outbox` (the same machinery as background reports, in
-``synchronous=NORMAL`` mode: about 30 microseconds a row, and a row survives the process being
-killed) and wakes the platform client's delivery thread (a
-:class:`~xpander_sync.reporting.background.ReportDispatcher`). That thread pushes the rows in
-the order they were written, deletes each after its 2xx, and on a failure that may pass
+``synchronous=NORMAL`` mode: a row survives the process being killed), then pushes the rows in
+the order they were written (the events of one task handed over within
+:attr:`EventDispatcher.linger`, 50 ms, go out as one push: a short call's request and result
+together, after it returned), deletes each after its 2xx, and on a failure that may pass
 (``retryable``: the platform is briefly down) stops and tries again a second later, so no event
 is lost and a call's result never overtakes its request. An event the platform refuses (4xx)
 is dropped with a warning.
@@ -27,11 +30,12 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 from typing import Any, Dict, List, Optional
 
 from ..errors import OutboxError
-from .background import dispatcher_for, existing_dispatcher
+from .background import ReportDispatcher, dispatcher_for, existing_dispatcher
 from .outbox import Outbox, Send
 
 logger = logging.getLogger(__name__)
@@ -91,6 +95,71 @@ def events_outbox(path: Optional[str]) -> Outbox:
         return outbox
 
 
+class EventDispatcher(ReportDispatcher):
+    """The delivery thread of one client's events: the caller hands rows over in memory (no I/O on
+    its path); the thread writes them to the outbox, then flushes the outbox in order.
+
+    Args:
+        send: ``send(task_id, body)``.
+        base_url: the scope the rows are stored and flushed under.
+        outbox: the events outbox.
+    """
+
+    #: seconds the thread waits after the first event of a burst, so that a call's request and
+    #: result (and the other events of the burst) go out together, after a short call has returned
+    linger = 0.05
+
+    def __init__(self, send: Send, base_url: str, outbox: Outbox) -> None:
+        self._handoff: List[Any] = []
+        self._first_at: Optional[float] = None
+        super().__init__(send, base_url, outbox)
+
+    def submit(self, agent_id: str, body: Dict[str, Any]) -> str:
+        """Hand a row to the thread (it is written to the outbox, then pushed).
+
+        Args:
+            agent_id: the task id the events are about (the row's routing id).
+            body: ``{"id": ..., "events": [...]}``.
+
+        Returns:
+            ``"background"``.
+        """
+        with self._cond:
+            if not self._handoff:
+                self._first_at = time.monotonic()
+            self._handoff.append((agent_id, body))
+            self._submitted += 1
+            self._cond.notify_all()
+        return "background"
+
+    def _deliver_all(self) -> bool:
+        first_at = self._first_at
+        if first_at is not None:
+            time.sleep(max(0.0, first_at + self.linger - time.monotonic()))
+        with self._cond:
+            rows, self._handoff, self._first_at = self._handoff, [], None
+        for task_id, body in _batches(rows):
+            try:
+                self.outbox.put(task_id, self.base_url, body)
+            except OutboxError as exc:  # no disk: push it now, or drop it (activity never fails a run)
+                try:
+                    self.send(task_id, body)
+                except Exception as failed:
+                    logger.warning("activity events of task %s dropped (outbox: %s; push: %s)", task_id, exc, failed)
+        return super()._deliver_all()
+
+
+def _batches(rows: List[Any]) -> List[Any]:
+    """Consecutive rows of one task merged into one row (one push of all their events, in order)."""
+    merged: List[Any] = []
+    for task_id, body in rows:
+        if merged and merged[-1][0] == task_id:
+            merged[-1][1]["events"].extend(body["events"])
+        else:
+            merged.append((task_id, {"id": body["id"], "events": list(body["events"])}))
+    return merged
+
+
 def submit(task_id: str, events: List[Dict[str, Any]], *, send: Send, scope: str, owner: Any,
            outbox_path: Optional[str] = None) -> bool:
     """Queue events of a task for delivery; never raises, never waits for the platform.
@@ -104,12 +173,13 @@ def submit(task_id: str, events: List[Dict[str, Any]], *, send: Send, scope: str
         outbox_path: the configured outbox file, or ``None`` for a private one.
 
     Returns:
-        ``True`` when queued; ``False`` when the outbox cannot be written (the events are
-        dropped with a warning: activity is never worth failing a tool call).
+        ``True`` when handed to the delivery thread; ``False`` when the events outbox cannot be
+        opened (the events are dropped with a warning: activity is never worth failing a tool call).
     """
     body = {"id": f"evt-{uuid.uuid4().hex}", "events": events}
     try:
-        dispatcher_for(("activity", owner), send, scope, events_outbox(outbox_path)).submit(task_id, body)
+        dispatcher_for(("activity", owner), send, scope, events_outbox(outbox_path), EventDispatcher).submit(
+            task_id, body)
     except OutboxError as exc:
         logger.warning("activity events of task %s dropped: %s", task_id, exc)
         return False
