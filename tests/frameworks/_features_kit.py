@@ -38,7 +38,12 @@ def prompt_text(name: str, args: Dict[str, Any]) -> str:
 
 def tool_names(args: Dict[str, Any]) -> List[str]:
     """The names of the tools in ``args`` (framework tool objects), in order."""
-    return list(summarize_args(args)["tools"])
+    labels = list(summarize_args(args)["tools"])
+    tools = list(args.get("tools") or [])
+    if len(tools) != len(labels):
+        return labels
+    # Strands tools summarize as their class (PythonAgentTool): their name is ``tool_name``.
+    return [str(getattr(tool, "tool_name", "") or label) for tool, label in zip(tools, labels)]
 
 
 def find_tool(args: Dict[str, Any], tool_name: str) -> Any:
