@@ -52,7 +52,9 @@ def run(tool: BaseTool, arguments) -> str:
 
 
 @pytest.mark.parametrize("agent_id", ACCEPTANCE_AGENTS)
-def test_sample_agents_construct_offline_from_get_args(mocked, config, agent_id):
+def test_sample_agents_construct_offline_from_get_args(mocked, config, agent_id, monkeypatch):
+    for module in [m for m in sys.modules if m == "litellm" or m.startswith("litellm.")]:
+        monkeypatch.delitem(sys.modules, module)  # an earlier test's real turn imported it
     mock_platform(mocked, agent_id)
     if agent_id == "agt-team":
         mock_members(mocked)
