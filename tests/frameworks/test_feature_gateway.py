@@ -201,8 +201,13 @@ def local(clean_environ: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -
         yield backend
 
 
-def _turn(local: LocalBackend, name: str, extension: Dict[str, Any]) -> Any:
-    local.add_agent(make_agent("agt-gw", "Gateway", framework=name, output_format="text"))
+WIRES = [pytest.param("openai", "gpt-4.1", id="openai"), pytest.param("anthropic", "claude-sonnet-4-6", id="anthropic")]
+
+
+def _turn(local: LocalBackend, name: str, extension: Dict[str, Any], provider: str = "openai",
+          model_name: str = "gpt-4.1") -> Any:
+    local.add_agent(make_agent("agt-gw", "Gateway", framework=name, output_format="text", model_provider=provider,
+                               model_name=model_name))
     model = local.mount_llm(ScriptedModel(), point_agents=False)  # the route must come from the task
     model.script(answer("routed"))
     backend = Backend(Configuration(api_key="xpk-gw", base_url=local.url, organization_id="local-org"))
@@ -214,11 +219,13 @@ def _turn(local: LocalBackend, name: str, extension: Dict[str, Any]) -> Any:
 
 
 @each_adapter()
-def test_run_a_custom_provider_task_talks_to_the_llm_proxy_with_its_token(local, name):
-    model, task = _turn(local, name, {"llm_custom_provider": "openai"})
+@pytest.mark.parametrize("provider,model_name", WIRES)
+def test_run_a_custom_provider_task_talks_to_the_llm_proxy_with_its_token(local, name, provider, model_name):
+    model, task = _turn(local, name, {"llm_custom_provider": provider}, provider, model_name)
     assert model.requests, "no model request"
     for request in model.requests:
-        assert request.path.startswith("/llm-proxy/openai/")
+        assert request.path.startswith(f"/llm-proxy/{provider}/")
+        assert request.family == ("anthropic" if provider == "anthropic" else "openai-chat")
         assert request.api_key == f"local-llm-{task.id}"
         assert request.header("x-xpander-execution-id") == task.id
     assert [r["path"] for r in local.requests_log if "custom-llm-endpoint" in r["path"]] == [
@@ -226,12 +233,14 @@ def test_run_a_custom_provider_task_talks_to_the_llm_proxy_with_its_token(local,
 
 
 @each_adapter()
-def test_run_a_gateway_task_talks_to_the_gateway_with_its_token(local, name):
-    model, task = _turn(local, name, {"llm_gateway": {"base_url": local.llm_proxy_url("openai"),
-                                                      "token": "gw-local-1"}})
+@pytest.mark.parametrize("provider,model_name", WIRES)
+def test_run_a_gateway_task_talks_to_the_gateway_with_its_token(local, name, provider, model_name):
+    model, task = _turn(local, name, {"llm_gateway": {"base_url": local.llm_proxy_url(provider),
+                                                      "token": "gw-local-1"}}, provider, model_name)
     assert model.requests, "no model request"
     for request in model.requests:
-        assert request.path.startswith("/llm-proxy/openai/v1/")
+        assert request.path.startswith(f"/llm-proxy/{provider}/v1/")
+        assert request.family == ("anthropic" if provider == "anthropic" else "openai-chat")
         assert request.api_key == "gw-local-1" and request.header("x-xpander-api-key") == "gw-local-1"
         assert request.header("x-xpander-execution-id") == task.id
     patches = [r for r in local.requests_log if r["method"] == "PATCH"]
