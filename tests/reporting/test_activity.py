@@ -106,3 +106,35 @@ def test_outbox_tables_and_modes_are_checked(tmp_path) -> None:
         Outbox(str(tmp_path / "x.sqlite3"), table="secrets")
     with pytest.raises(InvalidInputError, match="synchronous"):
         Outbox(str(tmp_path / "x.sqlite3"), synchronous="OFF")
+
+
+EXIT_SCRIPT = """
+import sys
+from xpander_sync import Configuration
+from xpander_sync._converter import structure
+from xpander_sync.models.events import TaskUpdateEvent
+from xpander_sync.reporting import activity
+from xpander_sync.resources import Events
+
+events = Events(Configuration(api_key=sys.argv[2], base_url=sys.argv[1], organization_id="local-org"))
+
+def send(task_id, body):
+    events.push(task_id, [structure(e, TaskUpdateEvent) for e in body["events"]])
+
+event = {"type": "tool_call_request", "task_id": "t-exit", "organization_id": "local-org",
+         "time": "2026-01-01T00:00:00Z", "data": {"request_id": "r-1"}}
+assert activity.submit("t-exit", [event], send=send, scope="s", owner=object())
+"""  # and the process ends at once
+
+
+def test_events_queued_just_before_the_process_exits_are_still_delivered(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from xpander_sync.local import LocalBackend
+
+    with LocalBackend(db_path=str(tmp_path / "l.sqlite3"), api_key="xpk-exit") as local:
+        done = subprocess.run([sys.executable, "-c", EXIT_SCRIPT, local.url, "xpk-exit"], capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert [e["event"]["data"] for e in local.events("t-exit")] == [{"request_id": "r-1"}]

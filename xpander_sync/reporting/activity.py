@@ -71,8 +71,15 @@ def _private_path() -> str:
     if path is None:
         folder = tempfile.mkdtemp(prefix="xpander-sync-events-")
         path = _private[pid] = os.path.join(folder, "events.sqlite3")
-        atexit.register(shutil.rmtree, folder, True)
+        atexit.register(_remove_private, folder)  # runs before the reporting package's exit flush
     return path
+
+
+def _remove_private(folder: str) -> None:
+    """At exit: give the delivery threads their last chance (up to 10 s each), then delete the file."""
+    for _, dispatcher in _dispatchers():
+        dispatcher.flush(10.0)
+    shutil.rmtree(folder, True)
 
 
 def events_outbox(path: Optional[str]) -> Outbox:
