@@ -12,6 +12,7 @@ import pytest
 import responses
 
 from xpander_sync import Configuration, RetryPolicy
+from xpander_sync.reporting.activity import discard_pending
 from xpander_sync.transport import Transport, reset_shared_transports
 
 pytest_plugins = ("xpander_sync.testing",)
@@ -38,6 +39,7 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
     reset_shared_transports()
     yield
+    discard_pending()  # a test's queued activity events never reach the next test's mocks
     reset_shared_transports()
 
 

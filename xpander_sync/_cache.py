@@ -124,6 +124,7 @@ class PlatformCaches:
         knowledge: knowledge-base details by id (``metadata_cache_ttl``: 60 s, as the official).
         prompts: prompt text the platform computes per agent (channel presence, dynamic
             prompt), fresh for ``agent_cache_ttl`` like the agent payload it goes with.
+        llm_endpoints: tasks' custom LLM endpoints, by task id (60 s, as the official SDK).
     """
 
     def __init__(self, agent_ttl: float, metadata_ttl: float, agent_keep: float = 0.0):
@@ -132,10 +133,11 @@ class PlatformCaches:
         self.db = TTLCache(metadata_ttl, keep=agent_keep)
         self.knowledge = TTLCache(metadata_ttl)
         self.prompts = TTLCache(agent_ttl)
+        self.llm_endpoints = TTLCache(60.0, maxsize=256)
 
     def clear(self) -> None:
         """Forget everything (e.g. after changing an agent on the platform)."""
-        for cache in (self.agents, self.org_headers, self.db, self.knowledge, self.prompts):
+        for cache in (self.agents, self.org_headers, self.db, self.knowledge, self.prompts, self.llm_endpoints):
             cache.clear()
 
 

@@ -32,7 +32,7 @@ from urllib3.exceptions import SSLError as Urllib3SSLError
 from ._cache import PlatformCaches
 from ._deadline import DeadlineAdapter, set_deadline
 from ._redact import scrub
-from ._retry import parse_retry_after, retry_delay
+from ._retry import RetryPolicy, parse_retry_after, retry_delay
 from ._version import __version__
 from .config import Configuration
 from .errors import (
@@ -194,6 +194,7 @@ class Transport:
         repeatable: Optional[bool] = None,
         timeout: Optional[Tuple[float, float]] = None,
         url: Optional[str] = None,
+        retry: Optional[RetryPolicy] = None,
     ) -> Response:
         """Send one request (with retries) and decode its JSON answer.
 
@@ -206,6 +207,8 @@ class Transport:
             repeatable: safe to send twice; default: every method but POST.
             timeout: ``(connect, read)`` override.
             url: an absolute URL outside the REST root (the events endpoints).
+            retry: this call's retry policy instead of the configuration's (a caller that owns
+                its retries, like the tool-call layer, passes ``RetryPolicy(max_retries=0)``).
 
         Returns:
             The :class:`Response`; ``data`` is the decoded JSON, or ``None`` for an empty body.
@@ -234,14 +237,14 @@ class Transport:
         deadline = time.monotonic() + self.configuration.call_deadline
         set_deadline(deadline)  # the answer's head is read under it too (_deadline)
         try:
-            return self._send(method, target, route, query, body, send_headers, timeout, repeatable, deadline)
+            return self._send(method, target, route, query, body, send_headers, timeout, repeatable, deadline,
+                              retry or self.configuration.retry)
         finally:
             set_deadline(None)
 
     def _send(self, method: str, target: str, route: str, query: Any, body: Optional[bytes],
               send_headers: Dict[str, str], timeout: Tuple[float, float], repeatable: bool,
-              deadline: float) -> Response:
-        policy = self.configuration.retry
+              deadline: float, policy: RetryPolicy) -> Response:
         attempt = 0
         while True:
             attempt += 1

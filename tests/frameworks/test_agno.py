@@ -83,7 +83,7 @@ class FakeContext:
         self.calls.append(("load_agents", list(ids)))
         return [make_agent(i) for i in ids]
 
-    def invoke_tool(self, agent: Agent, task: Optional[Task], tool_id: str, payload: Dict[str, Any]) -> Any:
+    def invoke_tool(self, agent: Agent, task: Optional[Task], tool_id: str, payload: Dict[str, Any], **kw: Any) -> Any:
         self.calls.append(("invoke_tool", agent.id, task.id if task else None, tool_id, payload))
         if self.tool_result is not None:
             return self.tool_result

@@ -46,8 +46,8 @@ def catalog(count: int) -> List[Dict[str, Any]]:
 def dynamic_agent(count: int = 50, use: bool = True, extra: Any = ()) -> Any:
     # No knowledge base: its search tool is not part of the catalog and would show up beside it.
     return make_agent("agt-features", tools=catalog(count) + list(extra), use_dynamic_tools=use,
-                      knowledge_bases=[], agno_settings=NO_STORE, instructions={"role": ["Help."], "goal": [], "general": ""},
-                      runtime_environment=None)
+                      knowledge_bases=[], agno_settings=NO_STORE,
+                      instructions={"role": ["Help."], "goal": [], "general": ""}, runtime_environment=None)
 
 
 def get_args(name: str, mocked: Any, agent: Any, task: Any = None) -> Dict[str, Any]:

@@ -19,16 +19,16 @@ from .._async import call_maybe_async
 from .._converter import structure
 from .._redact import scrub
 from ..config import Configuration
-from ..errors import APIError, AuthenticationRequiredError, ModuleException, ResponseDecodeError, XpanderError
+from ..errors import AuthenticationRequiredError, ModuleException, ResponseDecodeError, XpanderError
 from ..handlers import auth_event_handlers
 from ..models.agent import Agent, MCPServerDetails
 from ..models.common import MCPServerAuthType, TaskUpdateEventType
 from ..models.events import TaskUpdateEvent
 from ..models.task import Task
-from ..models.tools import ToolInvocationResult
 from ..resources import Agents, Events, MCPAuth, Metadata, Tools
 from ..resources._base import check_id
 from ..transport import Transport
+from ._toolcall import ToolCall, ToolCalls
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +82,7 @@ class BuildContext:
         self._tools = Tools(transport.configuration, transport=transport)
         self._mcp_auth = MCPAuth(transport.configuration, transport=transport)
         self._events = Events(transport.configuration, transport=transport)
+        self._toolcalls: Optional[ToolCalls] = None
 
     @property
     def configuration(self) -> Configuration:
@@ -171,30 +172,35 @@ class BuildContext:
 
     # -- tools -------------------------------------------------------------------------
 
-    def invoke_tool(self, agent: Agent, task: Optional[Task], tool_id: str, payload: Dict[str, Any]) -> Any:
-        """Call an xpander tool for *this* agent and task (:meth:`Tools.invoke`).
+    def invoke_tool(self, agent: Agent, task: Optional[Task], tool_id: str, payload: Dict[str, Any], *,
+                    arguments: Any = None, tool_name: Optional[str] = None,
+                    graph_node_id: Optional[str] = None) -> Any:
+        """Call an xpander tool for *this* agent and task, through the tool-call layer.
 
-        Sends the agent's version and, when there is a task, its id. Never raises for a
-        platform or network failure: the result then has ``is_error=True`` and the
-        message, so the LLM can react.
+        :meth:`~._toolcall.ToolCalls.run`: ``Tools.invoke`` with the agent's version, the
+        task's id and the call's ``x-tool-call-id``; transient failures retried twice (1.5 s,
+        then 3 s); the agent's approval rules honoured; ``tool_call_request`` /
+        ``tool_call_result`` activity events queued for the task (delivered in the background).
+        Never raises for a platform or network failure: the result then has ``is_error=True``
+        and the message, so the LLM can react.
+
+        Args:
+            agent: the agent the tool belongs to.
+            task: the task the call is made for, or ``None``.
+            tool_id: the tool (operation) id.
+            payload: the body to send.
+            arguments: the model's arguments (shown in the activity events; default ``payload``).
+            tool_name: the tool's name for the events (default ``tool_id``).
+            graph_node_id: the agent graph node of the tool, for the events.
 
         Returns:
             A :class:`~xpander_sync.models.tools.ToolInvocationResult`.
         """
-        task_id = task.id if task is not None else None
-        try:
-            return self._tools.invoke(agent.id, tool_id, payload, agent_version=agent.version, task_id=task_id)
-        except APIError as exc:
-            message: Any = exc.message
-            status = exc.status_code
-        except ModuleException as exc:
-            message, status = exc.description, exc.status_code
-        except XpanderError as exc:  # an id the route cannot carry
-            message, status = str(exc), None
-        return ToolInvocationResult(
-            tool_id=tool_id, payload=payload, status_code=status, result=message,
-            is_success=False, is_error=True, task_id=task_id,
-        )
+        if self._toolcalls is None:
+            self._toolcalls = ToolCalls(self.transport, sleep=self._sleep, clock=self._clock)
+        call = ToolCall(tool_id, payload, payload if arguments is None else arguments, tool_name or tool_id,
+                        graph_node_id)
+        return self._toolcalls.run(agent, task, call)
 
     # -- MCP ---------------------------------------------------------------------------
 

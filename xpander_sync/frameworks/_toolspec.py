@@ -25,6 +25,7 @@ from ..models.agent import Agent, Tool
 from ..models.task import Task
 from ..models.tools import ToolInvocationResult
 from . import _tools
+from ._toolcall import coerce_arguments
 from ._tools import render_tool_result
 
 
@@ -123,9 +124,16 @@ class XpanderToolSpec(ToolSpec):
         self.name = tool.id
         self.description = _tools.tool_description(tool)
         self.schema = _tools.llm_schema(tool, self.override)
+        #: the agent graph node of the tool (named in its activity events), if any.
+        self.graph_node_id = next((item.id for item in agent.graph if item.item_id == tool.id and item.id), None)
 
     def invoke(self, arguments: Any) -> Any:
         """Build the body from the LLM's arguments and POST the operation for this call's agent and task.
+
+        The arguments go through the tool-call layer (:mod:`~._toolcall`): stringified JSON
+        where the schema wants an object or an array (or the whole arguments as a JSON string)
+        is parsed first; the call itself is retried on transient failures, honours the agent's
+        approval rules and is reported as activity events of the task.
 
         Returns:
             The :class:`~xpander_sync.models.tools.ToolInvocationResult` (``is_error`` on a
@@ -134,9 +142,13 @@ class XpanderToolSpec(ToolSpec):
         """
         if arguments is None:
             arguments = {}
+        arguments = coerce_arguments(arguments, self.schema)
         if not isinstance(arguments, dict):
             return ToolInvocationResult(tool_id=self.tool.id, payload={}, result="tool arguments must be a JSON object",
                                         is_success=False, is_error=True)
         extension = self.task.payload_extension if self.task is not None else None
+        if isinstance(extension, dict) and "llm_gateway" in extension:  # the gateway's token is for the model only
+            extension = {k: v for k, v in extension.items() if k != "llm_gateway"}
         payload = _tools.build_payload(self.tool, arguments, override=self.override, payload_extension=extension)
-        return self.context.invoke_tool(self.agent, self.task, self.tool.id, payload)
+        return self.context.invoke_tool(self.agent, self.task, self.tool.id, payload, arguments=arguments,
+                                        tool_name=self.tool.name or self.tool.id, graph_node_id=self.graph_node_id)

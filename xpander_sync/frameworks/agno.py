@@ -70,9 +70,16 @@ context, the plan tools kept or removed) and dynamic tools (the four ``xp_*`` me
 for a large catalog).
 
 Platform extras of the official builder that are skipped (each is an extra HTTP call or
-prompt block per build): the per-turn custom LLM endpoint and gateway routing, the
-context-optimising compression manager, ``ReasoningTools``, the tool hook (activity events,
-preflight reports, approvals) and workspace-hosted MCP servers.
+prompt block per build): the context-optimising compression manager, ``ReasoningTools``, the
+tool hook's preflight reports, refusal guards and result compaction, and workspace-hosted MCP
+servers.
+
+Built for every framework instead of agno's async-only tool hook: the tool-call layer
+(:mod:`~xpander_sync.frameworks._toolcall`: stringified JSON arguments coerced, transient
+failures retried twice, tool approvals, ``tool_call_request``/``tool_call_result`` activity
+events pushed in the background), in sync and async runs alike; and the task's LLM route
+(:mod:`~xpander_sync.frameworks.features.gateway`: the custom LLM endpoint and the LLM
+gateway) on the ``model``.
 """
 
 from __future__ import annotations

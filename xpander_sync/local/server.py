@@ -18,6 +18,7 @@ This module holds the public class and the routing table; the work is done by:
 * ``_prompts``: the prompt routes (an agent's dynamic prompt and channel presence);
 * ``_llm_proxy``: the platform's LLM proxy route, served by a mounted scripted model (:meth:`LocalBackend.mount_llm`);
 * ``_knowledge``: knowledge-base details and search, and memories (read and written), from the agents' JSON;
+* ``_approvals``: tool approvals (agents' ``_local_approvals`` rules), the custom LLM endpoint, the LLM gateway route;
 * ``_payloads`` (JSON shapes) and :mod:`xpander_sync.local.store` (SQLite).
 
 Design notes:
@@ -47,6 +48,7 @@ from typing import Any, Optional, Union
 from .._scripted_model import ScriptedModel
 from ..errors import ConfigurationError, ToolError
 from ._agents import AgentCatalog, sample_agents_dir
+from ._approvals import Approvals
 from ._http import MAX_BODY_BYTES, Server
 from ._hub import WorkerHub
 from ._knowledge import KnowledgeRoutes
@@ -95,14 +97,18 @@ _STOP_JOIN_S = 2.0
 
 
 def _routing_table(platform: Platform, hub: WorkerHub, mcp: McpAuth, llm: LLMProxy,
-                   knowledge: KnowledgeRoutes, prompts: PromptRoutes) -> Router:
+                   knowledge: KnowledgeRoutes, prompts: PromptRoutes, approvals: Approvals) -> Router:
     """Every route the local backend serves. Order matters: the first full match wins."""
     router = Router()
     add = router.add
     add("GET", "/agents/list", platform.agents_list)  # before /agents/{agent_id}
     add("GET", "/agents/{agent_id}", platform.agent_get)
     add("GET", "/agents/{agent_id}/db", platform.agent_db)
-    add("POST", "/agents/{agent_id}/operations/{tool_id}", platform.tool_call)
+    add("POST", "/agents/{agent_id}/operations/{tool_id}", approvals.gate(platform.tool_call))
+    add("POST", "/agents/{agent_id}/tool-approvals/check", approvals.approval_check)
+    add("GET", "/agents/{agent_id}/tool-approvals/{request_id}", approvals.approval_get)
+    add("POST", "/agents/{agent_id}/custom-llm-endpoint/{task_id}", approvals.custom_llm_endpoint)
+    add("POST", "/agents/{agent_id}/llm-gateway-route/{task_id}", approvals.llm_gateway_route)
     add("GET", "/metadata/default_llm_extra_headers", platform.llm_headers)
     add("POST", "/tools/{agent_id}/dynamic-prompt", prompts.dynamic_prompt)
     add("POST", "/tools/{agent_id}/channel-presence", prompts.channel_presence)
@@ -215,8 +221,10 @@ class LocalBackend:
         self._mcp = McpAuth(self._agents, self._store, lambda: self.url)
         self._knowledge = KnowledgeRoutes(self._agents, self._store)
         self._prompts = PromptRoutes(self._agents)
+        self._approvals = Approvals(self._agents, self._llm.base_url)
         self._app = Dispatcher(
-            _routing_table(self._platform, self._hub, self._mcp, self._llm, self._knowledge, self._prompts),
+            _routing_table(self._platform, self._hub, self._mcp, self._llm, self._knowledge, self._prompts,
+                           self._approvals),
             api_key=api_key,
             log_limit=REQUEST_LOG_LIMIT, check_host=loopback,
         )

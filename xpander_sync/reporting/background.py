@@ -119,7 +119,8 @@ class ReportDispatcher:
             return self._cond.wait_for(lambda: self._settled >= target, timeout)
 
 
-def dispatcher_for(owner: Any, send: Send, base_url: str, outbox: Outbox) -> ReportDispatcher:
+def dispatcher_for(owner: Any, send: Send, base_url: str, outbox: Outbox,
+                   kind: Optional[type] = None) -> ReportDispatcher:
     """The dispatcher of a platform client (created on first use, one per ``owner``).
 
     Args:
@@ -128,6 +129,8 @@ def dispatcher_for(owner: Any, send: Send, base_url: str, outbox: Outbox) -> Rep
         send: ``send(agent_id, body)``, used when the dispatcher is created.
         base_url: the platform ``send`` talks to.
         outbox: the outbox every report is written to first.
+        kind: the dispatcher class to create (a :class:`ReportDispatcher` subclass; default
+            :class:`ReportDispatcher`).
 
     Returns:
         The owner's :class:`ReportDispatcher`.
@@ -135,7 +138,7 @@ def dispatcher_for(owner: Any, send: Send, base_url: str, outbox: Outbox) -> Rep
     with _lock:
         dispatcher = _by_owner.get(owner)
         if dispatcher is None:
-            dispatcher = _by_owner[owner] = ReportDispatcher(send, base_url, outbox)
+            dispatcher = _by_owner[owner] = (kind or ReportDispatcher)(send, base_url, outbox)
         return dispatcher
 
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, TypeVar, 
 import attrs
 
 from .._process import HOST, is_gone
-from ..errors import ModuleException, OutboxError, ResponseDecodeError
+from ..errors import InvalidInputError, ModuleException, OutboxError, ResponseDecodeError
 
 if TYPE_CHECKING:  # sqlite3 is imported on first use (it is not needed unless an outbox is used)
     import sqlite3
@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # sqlite3 is imported on first use (it is not needed unless a
 logger = logging.getLogger(__name__)
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS reports (
+CREATE TABLE IF NOT EXISTS {table} (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     task_id TEXT NOT NULL UNIQUE,
     agent_id TEXT NOT NULL,
@@ -56,6 +56,9 @@ CREATE TABLE IF NOT EXISTS reports (
 )
 """
 
+
+#: The tables an outbox file may hold (one per kind of row).
+_TABLES = frozenset({"reports", "events"})
 
 #: How long a write waits out another connection's lock before giving up (seconds, in total).
 LOCK_PATIENCE = 30.0
@@ -136,11 +139,30 @@ class Outbox:
         path: the SQLite file (created with its folder if missing).
         lease: seconds a flusher may hold claimed rows before another process may take them
             (longer than one send may take: the transport's ``call_deadline`` is 300 s).
+        table: the table of the file this outbox uses: ``"reports"`` (external-task reports,
+            what ``xpander-sync outbox`` shows) or ``"events"`` (tool-call activity events,
+            :mod:`xpander_sync.reporting.activity`); the same rules apply to both.
+        synchronous: SQLite's ``synchronous`` setting: ``"FULL"`` (a stored row survives a power
+            cut) or ``"NORMAL"`` (it survives the process being killed; ten times faster to write,
+            for rows written on a caller's path).
+        park_refused: park a row the platform refuses (kept for inspection); ``False`` deletes
+            it with a warning instead (for rows nobody inspects).
+
+    Raises:
+        InvalidInputError: an unknown ``table`` or ``synchronous`` value.
     """
 
-    def __init__(self, path: Union[str, os.PathLike[str]], *, lease: float = 600.0) -> None:
+    def __init__(self, path: Union[str, os.PathLike[str]], *, lease: float = 600.0, table: str = "reports",
+                 synchronous: str = "FULL", park_refused: bool = True) -> None:
+        if table not in _TABLES:
+            raise InvalidInputError(f"table must be one of {sorted(_TABLES)}, got {table!r}")
+        if synchronous not in ("FULL", "NORMAL"):
+            raise InvalidInputError(f"synchronous must be 'FULL' or 'NORMAL', got {synchronous!r}")
         self.path = str(path)
         self.lease = lease
+        self._table = table
+        self._synchronous = synchronous
+        self.park_refused = park_refused
         self._local = threading.local()
         try:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -149,16 +171,16 @@ class Outbox:
 
         def create() -> None:
             with self._connect() as conn:
-                conn.execute(_SCHEMA)
-                columns = {row[1] for row in conn.execute("PRAGMA table_info(reports)")}
+                conn.execute(_SCHEMA.format(table=self._table))
+                columns = {row[1] for row in conn.execute(f"PRAGMA table_info({self._table})")}
                 if "parked" not in columns:  # a file made by an older release
-                    conn.execute("ALTER TABLE reports ADD COLUMN parked INTEGER NOT NULL DEFAULT 0")
+                    conn.execute(f"ALTER TABLE {self._table} ADD COLUMN parked INTEGER NOT NULL DEFAULT 0")
 
         with _init_lock:  # threads of one process create the file one at a time
             _patiently(self.path, create)
 
     def __repr__(self) -> str:
-        return f"Outbox({self.path!r})"
+        return f"Outbox({self.path!r})" if self._table == "reports" else f"Outbox({self.path!r}, table={self._table!r})"
 
     def _connect(self) -> sqlite3.Connection:
         import sqlite3
@@ -167,7 +189,7 @@ class Outbox:
         if conn is None or getattr(self._local, "pid", None) != os.getpid():
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")  # durable: a queued report survives a power cut
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")  # FULL: a queued report survives a power cut
             conn.execute("PRAGMA busy_timeout=30000")
             self._local.conn = conn
             self._local.pid = os.getpid()
@@ -189,7 +211,7 @@ class Outbox:
         def insert() -> None:
             with self._connect() as conn:
                 conn.execute(
-                    "INSERT OR IGNORE INTO reports (task_id, agent_id, base_url, body, created_at) "
+                    f"INSERT OR IGNORE INTO {self._table} (task_id, agent_id, base_url, body, created_at) "
                     "VALUES (?, ?, ?, ?, ?)",
                     row,
                 )
@@ -206,7 +228,8 @@ class Outbox:
         def select() -> List[Any]:
             with self._connect() as conn:
                 return conn.execute(
-                    "SELECT task_id, agent_id, base_url, body, attempts, last_error, parked FROM reports ORDER BY seq"
+                    "SELECT task_id, agent_id, base_url, body, attempts, last_error, parked "
+                    f"FROM {self._table} ORDER BY seq"
                 ).fetchall()
 
         return [
@@ -223,12 +246,24 @@ class Outbox:
         """
         def update() -> int:
             with self._connect() as conn:
-                return int(conn.execute("UPDATE reports SET parked = 0 WHERE parked = 1").rowcount)
+                return int(conn.execute(f"UPDATE {self._table} SET parked = 0 WHERE parked = 1").rowcount)
 
         return _patiently(self.path, update)
 
+    def clear(self) -> int:
+        """Delete every row of this outbox's table (queued, claimed and parked alike).
+
+        Returns:
+            How many rows were deleted.
+        """
+        def delete() -> int:
+            with self._connect() as conn:
+                return int(conn.execute(f"DELETE FROM {self._table}").rowcount)
+
+        return _patiently(self.path, delete)
+
     def _count(self, parked: bool, base_url: Optional[str] = None) -> int:
-        sql = "SELECT COUNT(*) FROM reports WHERE parked = ?" + (" AND base_url = ?" if base_url else "")
+        sql = f"SELECT COUNT(*) FROM {self._table} WHERE parked = ?" + (" AND base_url = ?" if base_url else "")
         values = (int(parked), base_url) if base_url else (int(parked),)
 
         def count() -> int:
@@ -248,24 +283,24 @@ class Outbox:
         with self._connect() as conn:
             conn.execute("BEGIN IMMEDIATE")
             holders = [r[0] for r in conn.execute(
-                "SELECT DISTINCT claimed_by FROM reports WHERE claimed_until >= ?", (now,)).fetchall()]
+                f"SELECT DISTINCT claimed_by FROM {self._table} WHERE claimed_until >= ?", (now,)).fetchall()]
             dead = [h for h in holders if _owner_is_dead(h)]
-            conn.executemany("UPDATE reports SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = ?",
+            conn.executemany(f"UPDATE {self._table} SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = ?",
                              [(h,) for h in dead])
             rows = conn.execute(
-                "SELECT seq, task_id, agent_id, body FROM reports WHERE base_url = ? AND parked = 0 "
+                f"SELECT seq, task_id, agent_id, body FROM {self._table} WHERE base_url = ? AND parked = 0 "
                 "AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY seq LIMIT ?",
                 (base_url, now, limit),
             ).fetchall()
             # Keep order across processes: only claim a prefix nobody else holds.
             first_held = conn.execute(
-                "SELECT MIN(seq) FROM reports WHERE base_url = ? AND parked = 0 AND claimed_until >= ?",
+                f"SELECT MIN(seq) FROM {self._table} WHERE base_url = ? AND parked = 0 AND claimed_until >= ?",
                 (base_url, now),
             ).fetchone()[0]
             if first_held is not None:
                 rows = [r for r in rows if r[0] < first_held]
             conn.executemany(
-                "UPDATE reports SET claimed_by = ?, claimed_until = ? WHERE seq = ?",
+                f"UPDATE {self._table} SET claimed_by = ?, claimed_until = ? WHERE seq = ?",
                 [(owner, now + self.lease, r[0]) for r in rows],
             )
             conn.execute("COMMIT")
@@ -274,7 +309,7 @@ class Outbox:
     def _renew(self, owner: str) -> None:
         def renew() -> None:
             with self._connect() as conn:
-                conn.execute("UPDATE reports SET claimed_until = ? WHERE claimed_by = ?",
+                conn.execute(f"UPDATE {self._table} SET claimed_until = ? WHERE claimed_by = ?",
                              (time.time() + self.lease, owner))
 
         _patiently(self.path, renew)
@@ -329,6 +364,11 @@ class Outbox:
                     self._release(seq, owner, str(exc))
                     stop = True
                     continue
+                if not self.park_refused:
+                    self._delete(seq, owner)
+                    logger.warning("outbox %s: %s %s refused by the platform (%s); dropped",
+                                   self.path, self._table, task_id, exc)
+                    continue
                 self._release(seq, owner, str(exc), park=True)
                 logger.warning("outbox %s: report %s refused by the platform (%s); parked: `xpander-sync outbox "
                                "list` shows it, Outbox.unpark() puts it back in line", self.path, task_id, exc)
@@ -343,7 +383,7 @@ class Outbox:
     def _delete(self, seq: int, owner: str) -> None:
         def delete() -> None:
             with self._connect() as conn:
-                conn.execute("DELETE FROM reports WHERE seq = ? AND claimed_by = ?", (seq, owner))
+                conn.execute(f"DELETE FROM {self._table} WHERE seq = ? AND claimed_by = ?", (seq, owner))
 
         _patiently(self.path, delete)
 
@@ -352,13 +392,13 @@ class Outbox:
             with self._connect() as conn:
                 if error is None:
                     conn.execute(
-                        "UPDATE reports SET claimed_by = NULL, claimed_until = NULL "
+                        f"UPDATE {self._table} SET claimed_by = NULL, claimed_until = NULL "
                         "WHERE seq = ? AND claimed_by = ?",
                         (seq, owner),
                     )
                 else:
                     conn.execute(
-                        "UPDATE reports SET claimed_by = NULL, claimed_until = NULL, attempts = attempts + 1, "
+                        f"UPDATE {self._table} SET claimed_by = NULL, claimed_until = NULL, attempts = attempts + 1, "
                         "last_error = ?, parked = ? WHERE seq = ? AND claimed_by = ?",
                         (error[:500], int(park), seq, owner),
                     )

@@ -1,8 +1,10 @@
 """Resources: every platform route, each a thin layer of pure request building around one transport call."""
 
 from .agents import Agents
+from .approvals import Approvals
 from .events import Events
 from .knowledge import KnowledgeBases
+from .llm_routes import LLMRoutes
 from .mcp import MCPAuth
 from .memories import Memories
 from .metadata import Metadata
@@ -13,6 +15,6 @@ from .tools import Tools
 from .workers import Workers
 
 __all__ = [
-    "Agents", "Events", "KnowledgeBases", "MCPAuth", "Memories", "Metadata", "Prompts", "Reports", "Tasks", "Tools",
-    "Workers",
+    "Agents", "Approvals", "Events", "KnowledgeBases", "LLMRoutes", "MCPAuth", "Memories", "Metadata", "Prompts",
+    "Reports", "Tasks", "Tools", "Workers",
 ]

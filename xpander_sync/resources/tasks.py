@@ -211,11 +211,17 @@ def task_save_body(task: Task, *, with_deep_plan_update: bool = False) -> Dict[s
         with_deep_plan_update: keep ``deep_planning`` in the body.
 
     Returns:
-        The task's JSON, as ``PATCH /agent-execution/{id}/update`` expects it.
+        The task's JSON, as ``PATCH /agent-execution/{id}/update`` expects it, without
+        ``payload_extension.llm_gateway`` (a credential for this run only).
     """
     body = unstructure(task)
     if not with_deep_plan_update:
         body.pop("deep_planning", None)
+    extension = body.get("payload_extension")
+    if isinstance(extension, dict) and "llm_gateway" in extension:
+        # The LLM gateway's token was handed to this run: it never goes back to the platform
+        # (the official SDK takes it off the task when the task arrives).
+        body["payload_extension"] = {k: v for k, v in extension.items() if k != "llm_gateway"}
     return body
 
 
@@ -305,7 +311,8 @@ class Tasks(Resource):
             with_deep_plan_update: include ``deep_planning`` (left out by default, as the official SDK does).
 
         Returns:
-            The server's copy, a new :class:`~xpander_sync.Task`.
+            The server's copy, a new :class:`~xpander_sync.Task` (with ``task``'s
+            ``payload_extension.llm_gateway``, which is not sent: the run keeps its LLM route).
 
         Raises:
             InvalidInputError: ``task`` is not a :class:`~xpander_sync.Task`, or its id is unusable.
@@ -317,7 +324,11 @@ class Tasks(Resource):
         check_id("task.id", task.id)
         data = self._transport.request("PATCH", route("/agent-execution/{task_id}/update", task_id=task.id),
                                        json=body).data
-        return self._structure(data, Task)
+        fresh = self._structure(data, Task)
+        sent = task.payload_extension
+        if isinstance(sent, dict) and "llm_gateway" in sent:  # not sent back, so not in the answer: keep it for the run
+            fresh.payload_extension = {**(fresh.payload_extension or {}), "llm_gateway": sent["llm_gateway"]}
+        return fresh
 
     def update(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Dict, Optional, Union
 
 from .._async import async_twin
+from .._retry import RetryPolicy
 from ..models.tools import ToolInvocationResult
 from ._base import Resource, check_id, route, version_header
 
@@ -29,6 +30,8 @@ class Tools(Resource):
         *,
         agent_version: Union[int, str, None] = None,
         task_id: Optional[str] = None,
+        tool_call_id: Optional[str] = None,
+        retry: Optional[RetryPolicy] = None,
     ) -> ToolInvocationResult:
         """Call a tool for an agent (``POST /agents/{agent_id}/operations/{tool_id}``).
 
@@ -38,6 +41,10 @@ class Tools(Resource):
             payload: the body (``query_params``/``path_params``/``body_params`` for server tools).
             agent_version: sent as ``x-agent-version``.
             task_id: the task the call is made for, sent as ``x-execution-id``.
+            tool_call_id: this call's id, sent as ``x-tool-call-id`` (the ``request_id`` of its
+                activity events).
+            retry: the transport's retry policy for this call (default: the configuration's);
+                the tool-call layer passes ``RetryPolicy(max_retries=0)`` as it retries itself.
 
         Returns:
             A successful :class:`~xpander_sync.models.tools.ToolInvocationResult` (status and
@@ -52,10 +59,12 @@ class Tools(Resource):
         headers = version_header(agent_version)
         if task_id:
             headers["x-execution-id"] = check_id("task_id", task_id)
-        response = self._transport.request("POST", path, json=payload, headers=headers)
+        if tool_call_id:
+            headers["x-tool-call-id"] = check_id("tool_call_id", tool_call_id)
+        response = self._transport.request("POST", path, json=payload, headers=headers, retry=retry)
         return ToolInvocationResult(
             tool_id=tool_id, payload=payload, status_code=response.status_code, result=response.data,
-            is_success=True, is_error=False, task_id=task_id,
+            is_success=True, is_error=False, task_id=task_id, tool_call_id=tool_call_id,
         )
 
     ainvoke = async_twin(invoke)

@@ -45,7 +45,10 @@ class RedisServer:
     def start(self, timeout: float = 10.0) -> RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
-            raise RuntimeError("redis-server is not installed (Debian: apt-get install redis-server; .ci/ensure-redis does it, tox runs that first)")
+            raise RuntimeError(
+                "redis-server is not installed (Debian: apt-get install redis-server; .ci/ensure-redis does it, "
+                "and tox runs that first)"
+            )
         self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--protected-mode", "yes", "--daemonize", "no", "--loglevel", "warning"],

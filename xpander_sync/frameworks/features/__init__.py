@@ -15,6 +15,7 @@ from typing import Any, List, Type
 
 from ._base import Feature
 from .dynamic_tools import DynamicTools
+from .gateway import Gateway
 from .knowledge import KnowledgeFeature
 from .memories import MemoriesFeature
 from .planning import DeepPlanningFeature
@@ -22,6 +23,7 @@ from .prompts import ChannelPresence, DynamicPrompt, EnvironmentContext
 
 #: Every feature, in the order its hooks apply.
 FEATURES: List[Type[Feature]] = [
+    Gateway,
     DynamicPrompt,
     EnvironmentContext,
     ChannelPresence,

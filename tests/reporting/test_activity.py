@@ -1,0 +1,140 @@
+"""Activity events (``reporting/activity.py``): written ahead to the outbox's events table, sent in order."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Dict, List
+
+from xpander_sync.errors import NotFoundError, ServerError
+from xpander_sync.reporting import Outbox, activity
+
+
+class Platform:
+    """A fake ``send``: records pushes; fails while ``down``."""
+
+    def __init__(self) -> None:
+        self.pushed: List[Any] = []
+        self.down = False
+        self.refuse = False
+        self.lock = threading.Lock()
+
+    def __call__(self, task_id: str, body: Dict[str, Any]) -> None:
+        with self.lock:
+            if self.down:
+                raise ServerError(503, "down")
+            if self.refuse:
+                raise NotFoundError(404, "no such task")
+            self.pushed.append((task_id, [e["type"] for e in body["events"]]))
+
+
+def _wait(predicate: Any, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def test_events_are_delivered_in_order_and_wait_out_an_outage(tmp_path) -> None:
+    platform, owner = Platform(), object()
+    platform.down = True
+    scope = activity.scope_of("https://p", "org", "key")
+    for kind in ("tool_call_request", "tool_call_result"):
+        assert activity.submit("t-1", [{"type": kind}], send=platform, scope=scope, owner=owner,
+                               outbox_path=str(tmp_path / "o.sqlite3"))
+    assert activity.flush(owner, timeout=5)
+    assert platform.pushed == []  # down: kept, in order
+    events = Outbox(str(tmp_path / "o.sqlite3"), table="events")
+    # handed over within the linger: one row, one push, both events in order
+    assert [[e["type"] for e in r["body"]["events"]] for r in events.pending()] == [
+        ["tool_call_request", "tool_call_result"]]
+    assert Outbox(str(tmp_path / "o.sqlite3")).pending() == []  # the reports table is untouched
+    platform.down = False
+    _wait(lambda: len(platform.pushed) == 1)
+    assert platform.pushed == [("t-1", ["tool_call_request", "tool_call_result"])]
+    _wait(lambda: events.pending() == [])
+    assert events.pending() == []
+
+
+def test_rows_of_different_tasks_stay_apart_and_in_order(tmp_path) -> None:
+    platform, owner = Platform(), object()
+    path = str(tmp_path / "o.sqlite3")
+    for task_id in ("t-1", "t-2", "t-1"):
+        activity.submit(task_id, [{"type": f"e-{task_id}"}], send=platform, scope="s", owner=owner, outbox_path=path)
+    assert activity.flush(owner, timeout=5)
+    _wait(lambda: len(platform.pushed) == 3)
+    assert platform.pushed == [("t-1", ["e-t-1"]), ("t-2", ["e-t-2"]), ("t-1", ["e-t-1"])]
+
+
+def test_a_refused_event_is_dropped_not_parked(tmp_path) -> None:
+    platform, owner = Platform(), object()
+    platform.refuse = True
+    path = str(tmp_path / "o.sqlite3")
+    activity.submit("t-1", [{"type": "tool_call_request"}], send=platform, scope="s", owner=owner, outbox_path=path)
+    assert activity.flush(owner, timeout=5)
+    _wait(lambda: Outbox(path, table="events").pending() == [])
+    assert Outbox(path, table="events").pending() == []
+
+
+def test_the_scope_hides_the_key_and_separates_identities() -> None:
+    one = activity.scope_of("https://p", "org", "key-1")
+    assert one.startswith("https://p#") and "key-1" not in one
+    assert one != activity.scope_of("https://p", "org", "key-2")
+
+
+def test_without_a_configured_outbox_a_private_file_is_used() -> None:
+    outbox = activity.events_outbox(None)
+    assert outbox is activity.events_outbox(None) and "xpander-sync-events-" in outbox.path
+    assert repr(outbox).endswith("table='events')")
+
+
+def test_discard_pending_drops_queued_events(tmp_path) -> None:
+    platform, owner = Platform(), object()
+    platform.down = True
+    path = str(tmp_path / "d.sqlite3")
+    activity.submit("t-1", [{"type": "x"}], send=platform, scope="s", owner=owner, outbox_path=path)
+    assert activity.flush(owner, timeout=5)
+    assert activity.discard_pending() >= 1
+    assert Outbox(path, table="events").pending() == []
+
+
+def test_outbox_tables_and_modes_are_checked(tmp_path) -> None:
+    import pytest
+
+    from xpander_sync.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="table"):
+        Outbox(str(tmp_path / "x.sqlite3"), table="secrets")
+    with pytest.raises(InvalidInputError, match="synchronous"):
+        Outbox(str(tmp_path / "x.sqlite3"), synchronous="OFF")
+
+
+EXIT_SCRIPT = """
+import sys
+from xpander_sync import Configuration
+from xpander_sync._converter import structure
+from xpander_sync.models.events import TaskUpdateEvent
+from xpander_sync.reporting import activity
+from xpander_sync.resources import Events
+
+events = Events(Configuration(api_key=sys.argv[2], base_url=sys.argv[1], organization_id="local-org"))
+
+def send(task_id, body):
+    events.push(task_id, [structure(e, TaskUpdateEvent) for e in body["events"]])
+
+event = {"type": "tool_call_request", "task_id": "t-exit", "organization_id": "local-org",
+         "time": "2026-01-01T00:00:00Z", "data": {"request_id": "r-1"}}
+assert activity.submit("t-exit", [event], send=send, scope="s", owner=object())
+"""  # and the process ends at once
+
+
+def test_events_queued_just_before_the_process_exits_are_still_delivered(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from xpander_sync.local import LocalBackend
+
+    with LocalBackend(db_path=str(tmp_path / "l.sqlite3"), api_key="xpk-exit") as local:
+        done = subprocess.run([sys.executable, "-c", EXIT_SCRIPT, local.url, "xpk-exit"], capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert [e["event"]["data"] for e in local.events("t-exit")] == [{"request_id": "r-1"}]
