@@ -42,6 +42,8 @@ class TTLCache:
         self._lock = threading.Lock()
         # key -> [its loading lock, how many callers hold or wait for it]
         self._loading: Dict[Hashable, List[Any]] = {}
+        # bumped by every removal: a load that started before one is returned but not stored
+        self._generation = 0
         _every_cache.add(self)
 
     def get(self, key: Hashable) -> Optional[Any]:
@@ -76,8 +78,12 @@ class TTLCache:
                 cached = self.get(key)
                 if cached is not None:
                     return cached
+                generation = self._generation
                 loaded = loader()
-                self.put(key, loaded)
+                with self._lock:
+                    current = generation == self._generation
+                if current:  # nothing was removed while it loaded (it may predate a write)
+                    self.put(key, loaded)
                 return loaded
         finally:
             with self._lock:
@@ -95,9 +101,25 @@ class TTLCache:
             while len(self._data) > self.maxsize:
                 self._data.popitem(last=False)
 
+    def discard(self, key: Hashable) -> None:
+        """Forget ``key`` (and keep a load of any key already under way from storing its answer)."""
+        self.forget(lambda k: k == key)
+
+    def forget(self, matches: Callable[[Hashable], bool]) -> None:
+        """Forget every key for which ``matches(key)`` is true (loads under way store nothing).
+
+        Args:
+            matches: the keys to drop.
+        """
+        with self._lock:
+            self._generation += 1
+            for key in [k for k in self._data if matches(k)]:
+                del self._data[key]
+
     def clear(self) -> None:
         """Forget every entry."""
         with self._lock:
+            self._generation += 1
             self._data.clear()
 
     def __len__(self) -> int:
@@ -125,6 +147,14 @@ class PlatformCaches:
         prompts: prompt text the platform computes per agent (channel presence, dynamic
             prompt), fresh for ``agent_cache_ttl`` like the agent payload it goes with.
         llm_endpoints: tasks' custom LLM endpoints, by task id (60 s, as the official SDK).
+        memories: a user's memories answer by ``(agent_id, user_id)`` (``agent_cache_ttl``;
+            a memory write from this process drops the keys it changes).
+        plans: a task's reloaded deep-planning state by task id (``agent_cache_ttl``).
+        mcp_tokens: MCP OAuth access tokens (:class:`~xpander_sync.Secret`) by ``(agent_id,
+            token user id, server id, server url)`` (``agent_cache_ttl``; in memory only).
+
+    Everything ``get_args`` reads from the platform is reused for ``agent_cache_ttl`` at most
+    (``0``: every build asks again); failures are not cached.
     """
 
     def __init__(self, agent_ttl: float, metadata_ttl: float, agent_keep: float = 0.0):
@@ -134,10 +164,14 @@ class PlatformCaches:
         self.knowledge = TTLCache(metadata_ttl)
         self.prompts = TTLCache(agent_ttl)
         self.llm_endpoints = TTLCache(60.0, maxsize=256)
+        self.memories = TTLCache(agent_ttl, maxsize=1024)
+        self.plans = TTLCache(agent_ttl, maxsize=1024)
+        self.mcp_tokens = TTLCache(agent_ttl, maxsize=1024)
 
     def clear(self) -> None:
         """Forget everything (e.g. after changing an agent on the platform)."""
-        for cache in (self.agents, self.org_headers, self.db, self.knowledge, self.prompts, self.llm_endpoints):
+        for cache in (self.agents, self.org_headers, self.db, self.knowledge, self.prompts, self.llm_endpoints,
+                      self.memories, self.plans, self.mcp_tokens):
             cache.clear()
 
 

@@ -360,3 +360,74 @@ def test_async_handler_runs_on_the_callers_loop_under_aget(mocked, config):
 
     caller = asyncio.run(main())
     assert loops == [caller]
+
+
+# -- the OAuth token is reused for agent_cache_ttl ---------------------------------------------------------
+
+
+def test_a_ready_token_is_reused_warm_without_lookup_or_event(mocked, context):
+    agent = mcp_agent()
+    (server,) = agent.mcp_servers
+    received = []
+
+    @on_auth_event
+    def registered(agent_, task_, event):
+        received.append(event.data["type"])
+
+    mocked.post(TOKEN_ROUTE, json={"type": "token_ready", "data": {"access_token": "tok-42"}})
+    mocked.post(PUSH_ROUTE, json={})
+    first = context.mcp_headers(agent, a_task(), server)
+    # another build (another task of the same user) on the same transport: no POST, no event
+    warm = BuildContext(context.transport, sleep=lambda s: None).mcp_headers(agent, a_task(id="task-2"), server)
+    assert first == warm == {"Authorization": "Bearer tok-42"}
+    assert len(mocked.calls) == 2 and received == ["token_ready"]
+    held = context.transport.caches.mcp_tokens.values()
+    assert len(held) == 1 and held[0].reveal() == "tok-42" and "tok-42" not in repr(held) + str(held[0])
+
+    # another user runs its own flow
+    other_task = a_task()
+    other_task.input.user.id = "user-7"
+    mocked.post(f"{BASE}/mcp_auth/agt-openai/user-7/get_token",
+                json={"type": "token_ready", "data": {"access_token": "tok-7"}})
+    assert context.mcp_headers(agent, other_task, server) == {"Authorization": "Bearer tok-7"}
+    assert len(mocked.calls) == 4 and received == ["token_ready", "token_ready"]
+
+    context.transport.caches.clear()  # forgotten with the rest
+    assert context.transport.caches.mcp_tokens.values() == []
+
+
+def test_login_required_and_failures_are_not_cached(mocked, config):
+    now = [0.0]
+    cfg = Configuration(api_key="k", base_url=BASE, mcp_auth_timeout=1, mcp_auth_poll_interval=1)
+
+    def fake_sleep(seconds):
+        now[0] += seconds
+
+    context = BuildContext(Transport(cfg), sleep=fake_sleep, clock=lambda: now[0])
+    agent = mcp_agent()
+    (server,) = agent.mcp_servers
+    mocked.post(TOKEN_ROUTE, json=load_fixture("mcp_login_required"))
+    mocked.post(PUSH_ROUTE, json={})
+    mocked.post(TOKEN_ROUTE, json={"type": "login_required", "data": {}})
+    with pytest.raises(AuthenticationRequiredError):
+        context.mcp_headers(agent, a_task(), server)
+    mocked.replace(responses.POST, TOKEN_ROUTE, json={"type": "token_issue", "data": {"message": "expired"}})
+    with pytest.raises(AuthenticationRequiredError, match="expired"):
+        context.mcp_headers(agent, a_task(), server)
+    mocked.replace(responses.POST, TOKEN_ROUTE, json={"type": "token_ready", "data": {"access_token": "t-1"}})
+    assert context.mcp_headers(agent, a_task(), server) == {"Authorization": "Bearer t-1"}
+    lookups = [c for c in mocked.calls if c.request.url.startswith(TOKEN_ROUTE)]
+    assert len(lookups) == 4  # login, poll, token issue, token ready: each a fresh lookup
+
+
+def test_agent_cache_ttl_zero_looks_the_token_up_every_build(mocked):
+    cfg = Configuration(api_key="k", base_url=BASE, agent_cache_ttl=0)
+    transport = Transport(cfg)
+    agent = mcp_agent()
+    (server,) = agent.mcp_servers
+    mocked.post(TOKEN_ROUTE, json={"type": "token_ready", "data": {"access_token": "tok-42"}})
+    mocked.post(PUSH_ROUTE, json={})
+    for _ in range(2):
+        assert BuildContext(transport).mcp_headers(agent, a_task(), server) == {"Authorization": "Bearer tok-42"}
+    assert [c.request.url.split("?")[0] for c in mocked.calls] == [TOKEN_ROUTE, PUSH_ROUTE] * 2
+    assert transport.caches.mcp_tokens.values() == []

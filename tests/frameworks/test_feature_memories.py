@@ -18,8 +18,10 @@ import uuid
 from typing import Any, List
 
 import pytest
+import responses
 
 from xpander_sync import Backend, Configuration
+from xpander_sync._cache import PlatformCaches
 from xpander_sync._converter import structure
 from xpander_sync.frameworks import ADAPTERS
 from xpander_sync.frameworks.features import memories as feature
@@ -237,6 +239,102 @@ def test_a_failed_save_is_logged(mocked, config, caplog):
         kit_call_tool("agno", args, TOOL, {"action": "save", "scope": "user", "memory": "x"})
         assert feature.wait_for_saves(5.0)
     assert "saving memory" in caplog.text and "failed" in caplog.text
+
+
+# -- cached for agent_cache_ttl, dropped by a write from this process ----------------------------------------
+
+OTHER_USER = {"text": "hi", "files": [], "user": {"id": "user-7", "first_name": "Noa"}}
+
+
+def memory_reads(mocked: Any) -> List[str]:
+    return [c.request.url for c in memory_calls(mocked) if c.request.method == "GET"]
+
+
+def rebuild(config: Any, name: str, **task: Any) -> Any:
+    return Backend(config).get_args(agent=plain_agent(), task=fresh_task(**task), framework=name)
+
+
+@each_adapter()
+def test_memories_are_reused_warm_and_a_write_here_is_read_by_the_next_build(mocked, config, name):
+    _, args = build_with_memories(mocked, config, name)
+    mocked.post(f"{BASE}/memories/agt-openai", json={"applied": True, "memory_id": USER_ROW["memory_id"]})
+    assert BLOCK in prompt_text(name, rebuild(config, name))  # warm: the same user's memories, no request
+    assert len(memory_reads(mocked)) == 1
+
+    # an update through manage_memory: the next build reads again and sees it
+    kit_call_tool(name, args, TOOL, {"action": "update", "scope": "user", "memory": "Prefers bullet lists.",
+                                     "memory_id": "5d1e2b7c"})
+    updated = dict(ENABLED, user=[dict(USER_ROW, memory="Prefers bullet lists.")])
+    mocked.replace(responses.GET, f"{BASE}/memories/agt-openai", json=updated)
+    args = rebuild(config, name)
+    assert "Prefers bullet lists." in prompt_text(name, args) and len(memory_reads(mocked)) == 2
+    rebuild(config, name)
+    assert len(memory_reads(mocked)) == 2
+
+    # a fire-and-forget save: dropped when sent and again when done
+    kit_call_tool(name, args, TOOL, {"action": "save", "scope": "user", "memory": "Works from Lisbon."})
+    assert feature.wait_for_saves(5.0)
+    rebuild(config, name)
+    assert len(memory_reads(mocked)) == 3
+
+
+@each_adapter()
+def test_memories_cache_per_user_failures_not_cached_and_ttl_zero_reads_every_build(mocked, config, name):
+    build_with_memories(mocked, config, name)
+    rebuild(config, name, input=OTHER_USER)  # another user: its own read
+    assert memory_reads(mocked) == [f"{BASE}/memories/agt-openai?user_id=user-42",
+                                    f"{BASE}/memories/agt-openai?user_id=user-7"]
+
+    mocked.replace(responses.GET, f"{BASE}/memories/agt-openai", json={"detail": "boom"}, status=500)
+    other = Configuration(api_key=config.api_key, organization_id="org-test", base_url=BASE, agent_cache_ttl=3)
+    for _ in range(2):  # a failure is not cached: the next build asks again
+        assert "<memories" not in prompt_text(name, rebuild(other, name))
+    assert len(memory_reads(mocked)) == 4
+
+    mocked.replace(responses.GET, f"{BASE}/memories/agt-openai", json={"settings": {"enabled": False}})
+    for _ in range(2):  # an answer that turns memories off is an answer: cached
+        assert "<memories" not in prompt_text(name, rebuild(other, name))
+    assert len(memory_reads(mocked)) == 5
+
+    fresh = Configuration(api_key=config.api_key, organization_id="org-test", base_url=BASE, agent_cache_ttl=0)
+    mocked.replace(responses.GET, f"{BASE}/memories/agt-openai", json=ENABLED)
+    for _ in range(2):  # agent_cache_ttl=0: every build reads
+        assert BLOCK in prompt_text(name, rebuild(fresh, name))
+    assert len(memory_reads(mocked)) == 7
+
+
+def test_a_write_drops_the_memories_it_changes():
+    caches = PlatformCaches(agent_ttl=60, metadata_ttl=60)
+    keys = [("agt-a", "user-1"), ("agt-a", "user-2"), ("agt-b", "user-1")]
+
+    def fill() -> None:
+        for key in keys:
+            caches.memories.put(key, {"found": None})
+
+    def held() -> List[Any]:
+        return [key for key in keys if caches.memories.get(key) is not None]
+
+    fill()
+    feature.forget_memories(caches, "agt-a", "user-1", "user")  # this user's view only
+    assert held() == [("agt-a", "user-2"), ("agt-b", "user-1")]
+    fill()
+    feature.forget_memories(caches, "agt-a", "user-1", "agent")  # every user of the agent sees it
+    assert held() == [("agt-b", "user-1")]
+    fill()
+    caches.clear()
+    assert held() == []
+
+
+def test_a_read_under_way_when_a_write_drops_the_key_is_not_stored():
+    caches = PlatformCaches(agent_ttl=60, metadata_ttl=60)
+    key = ("agt-a", "user-1")
+
+    def load() -> Any:
+        feature.forget_memories(caches, "agt-a", "user-1", "user")  # a write lands while the read is out
+        return {"found": {"user": [], "agent": []}}
+
+    assert caches.memories.get_or_load(key, load) == {"found": {"user": [], "agent": []}}
+    assert caches.memories.get(key) is None  # it may predate the write: the next build reads again
 
 
 # -- a real turn per framework: the block reaches the model, the model writes a memory ---------------------

@@ -8,6 +8,7 @@ import copy
 from typing import Any, Dict, List
 
 import pytest
+import responses
 
 from xpander_sync import Backend, Configuration, NotFoundError
 from xpander_sync.frameworks.features.planning import (
@@ -164,6 +165,37 @@ def test_a_failed_reload_stops_the_build(name: str, mocked: Any) -> None:
     with pytest.raises(NotFoundError):
         get_args(name, planning_agent(), task_with(STARTED))
     mocked.assert_all_requests_are_fired = False  # the build stops where the adapter asked for the plan
+
+
+@each_adapter()
+def test_the_reload_is_reused_for_agent_cache_ttl_and_a_failure_is_not(name: str, mocked: Any) -> None:
+    mock_build(mocked, reload_plan=NOT_STARTED)
+    task = task_with(copy.deepcopy(NOT_STARTED))
+    get_args(name, planning_agent(), task)
+    # the platform's plan changes, but a rebuild of the same task within the TTL sees the first build's plan
+    status = dict(load_fixture("task_status"), deep_planning=STARTED)
+    mocked.replace(responses.GET, f"{BASE}/agent-execution/{TASK_ID}/status", json=status)
+    text = prompt_text(name, get_args(name, planning_agent(), task))
+    assert calls(mocked).count(f"GET /agent-execution/{TASK_ID}/status") == 1
+    assert PLAN_INSTRUCTIONS in text and NO_PLAN in text
+    # agent_cache_ttl=0: every build reloads (and sees the new plan)
+    config = Configuration(api_key=SENTINEL_KEY, organization_id="org-test", base_url=BASE, agent_cache_ttl=0)
+    for _ in range(2):
+        text = prompt_text(name, Backend(config).get_args(agent=planning_agent(), task=task, framework=name))
+        assert SEEDED_PLAN_INSTRUCTIONS in text and "Search contact" in text
+    assert calls(mocked).count(f"GET /agent-execution/{TASK_ID}/status") == 3
+
+
+@each_adapter()
+def test_a_failed_reload_is_not_cached(name: str, mocked: Any) -> None:
+    mock_build(mocked)
+    route = f"{BASE}/agent-execution/{TASK_ID}/status"
+    mocked.get(route, status=404, json={"detail": "Task not found"})
+    with pytest.raises(NotFoundError):
+        get_args(name, planning_agent(), task_with(STARTED))
+    mocked.replace(responses.GET, route, json=dict(load_fixture("task_status"), deep_planning=STARTED))
+    assert SEEDED_PLAN_INSTRUCTIONS in prompt_text(name, get_args(name, planning_agent(), task_with(NOT_STARTED)))
+    assert calls(mocked).count(f"GET /agent-execution/{TASK_ID}/status") == 2
 
 
 # -- a real turn of every framework ---------------------------------------------------------------------------

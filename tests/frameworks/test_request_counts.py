@@ -1,5 +1,5 @@
 """Issue 15's request-count acceptance: for every sample agent, ``get_args`` sends no more requests than the
-official SDK sends for the same agent and task, cold; warm, none but the few that are per-run by design.
+official SDK sends for the same agent and task, cold; warm, none.
 
 Every agent of ``tests/fixtures/agent_*.json`` and of the local backend's ``sample_agents`` is built, by every
 installed adapter, with no task, with a task, and with a task that has a user (and deep planning on), against
@@ -23,13 +23,12 @@ searches, §3.7). Without a task the official build crashes after its first requ
 we do not copy); the fair count there is the official's for the same build given a bare task (no user, no
 override, no deep planning), which is what is compared.
 
-Warm (the same build again within the caches' TTLs), the official SDK still sends the channel presence, the
-dynamic prompt and the memories every time; here every agent-level answer is cached (presence and dynamic
-prompt with the agent, see docs/feature_prompts.md), so a warm build sends nothing, except three kinds of
-request that belong to *the run*, not to the agent, and are sent on every build by design
-(:func:`per_run_requests`): the task status reload of deep planning (the plan changes while the task runs), a
-user's memories (they change with each write), and an MCP OAuth token lookup (tokens are per user and never
-cached).
+Warm (the same build again within ``agent_cache_ttl``), the official SDK still sends the channel presence,
+the dynamic prompt, the memories, the task status reload and the MCP token lookup every time; here everything
+``get_args`` reads from the platform is reused for ``agent_cache_ttl`` like the agent payload (presence and
+dynamic prompt, a user's memories, the deep-planning reload, an MCP OAuth token; see docs/feature_prompts.md),
+so a warm build sends nothing at all, whatever the agent and the task. With ``agent_cache_ttl=0`` every build
+is cold (:func:`test_agent_cache_ttl_zero_makes_every_build_cold`).
 """
 
 from __future__ import annotations
@@ -104,12 +103,6 @@ def official_requests(agents: Dict[str, Dict[str, Any]], root_id: str, task: Opt
     return sent
 
 
-def per_run_requests(agents: Dict[str, Dict[str, Any]], root_id: str, task: Optional[Task]) -> List[str]:
-    """Of :func:`official_requests`, the ones that belong to the run and are sent on every build here too."""
-    per_run = ("/memories/", "/mcp_auth/", "events/push", "/agent-execution/")
-    return [r for r in official_requests(agents, root_id, task) if any(p in r for p in per_run)]
-
-
 # -- our count, against the local backend -----------------------------------------------------------------------
 
 
@@ -153,11 +146,11 @@ def _label(entry: Dict[str, Any]) -> str:
     return "POST events/push" if path.endswith("/events/push") else f"{entry['method']} {path}"
 
 
-def count(name: str, local: LocalBackend, agents: Dict[str, Any], agent_id: str, kind: str
-          ) -> Tuple[List[str], List[str], List[str], List[str]]:
-    """``(cold, warm, official, per_run)`` request labels of one case."""
+def count(name: str, local: LocalBackend, agents: Dict[str, Any], agent_id: str, kind: str, agent_ttl: float = 600
+          ) -> Tuple[List[str], List[str], List[str]]:
+    """``(cold, warm, official)`` request labels of one case (two builds in a row, then the official's)."""
     backend = Backend(Configuration(api_key=API_KEY, base_url=local.url, organization_id="local-org",
-                                    agent_cache_ttl=600, metadata_cache_ttl=600, mcp_auth_timeout=5))
+                                    agent_cache_ttl=agent_ttl, metadata_cache_ttl=600, mcp_auth_timeout=5))
     task = _task(backend, local, agent_id, kind)
     runs: List[List[str]] = []
     for _ in range(2):
@@ -167,7 +160,7 @@ def count(name: str, local: LocalBackend, agents: Dict[str, Any], agent_id: str,
         except AuthenticationRequiredError:  # an OAuth MCP server and no user: refused, as documented
             assert agent_id == "agt-mcp" and kind != "user-task"
         runs.append([_label(e) for e in local.requests_log[before:]])
-    return runs[0], runs[1], official_requests(agents, agent_id, task), per_run_requests(agents, agent_id, task)
+    return runs[0], runs[1], official_requests(agents, agent_id, task)
 
 
 CASES = [pytest.param(source, agent_id, kind, id=f"{source}-{agent_id}-{kind}")
@@ -185,15 +178,39 @@ def test_get_args_asks_no_more_than_the_official_cold_and_nothing_warm(
     monkeypatch.setenv("OPENAI_API_KEY", "sk-env-openai")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-env-anthropic")
     local, agents = servers[source]
-    cold, warm, official, per_run = count(name, local, agents, agent_id, kind)
+    cold, warm, official = count(name, local, agents, agent_id, kind)
+    assert cold, "the cold build asks the platform"
     assert len(cold) <= len(official), {"ours": cold, "official": official}
     left = list(official)
     for request in cold:  # every request we send is one the official sends too
         assert request in left, {"ours": cold, "official": official}
         left.remove(request)
-    for request in warm:  # warm: only the per-run requests, each at most once
-        assert request in per_run, {"warm": warm, "per run": per_run}
-        per_run.remove(request)
+    assert warm == [], {"warm": warm}  # warm: nothing at all
+
+
+METADATA_ROUTES = ("/metadata/", "/db")  # cached for metadata_cache_ttl, not agent_cache_ttl
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.framework(n)) for n in ADAPTERS])
+@pytest.mark.parametrize("source,agent_id", [("sample", "agt-features"), ("sample", "agt-team"),
+                                             ("fixture", "agt-mcp")])
+def test_agent_cache_ttl_zero_makes_every_build_cold(
+        servers: Any, clean_environ: None, monkeypatch: pytest.MonkeyPatch, name: str, source: str,
+        agent_id: str) -> None:
+    """With ``agent_cache_ttl=0`` the second build asks again for everything the agent TTL covers."""
+    require_framework(name)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env-openai")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-env-anthropic")
+    local, agents = servers[source]
+    cold, again, _ = count(name, local, agents, agent_id, "user-task", agent_ttl=0)
+    agent_level = sorted(r for r in cold if not any(m in r for m in METADATA_ROUTES))
+    assert sorted(again) == agent_level, {"cold": cold, "again": again}
+    kinds = {"/memories/", "/agent-execution/", "/mcp_auth/", "events/push", "channel-presence", "/agents/"}
+    seen = {k for k in kinds if any(k in r for r in again)}
+    expected = {"agt-features": {"/memories/", "/agent-execution/", "channel-presence", "/agents/"},
+                "agt-team": {"/memories/", "channel-presence", "/agents/"},
+                "agt-mcp": {"/mcp_auth/", "events/push", "/memories/", "channel-presence", "/agents/"}}[agent_id]
+    assert expected <= seen, {"again": again}
 
 
 def test_the_official_count_follows_the_reference() -> None:

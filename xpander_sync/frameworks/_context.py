@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from .._async import call_maybe_async
 from .._converter import structure
-from .._redact import scrub
+from .._redact import Secret, scrub
 from ..config import Configuration
 from ..errors import AuthenticationRequiredError, ModuleException, ResponseDecodeError, XpanderError
 from ..handlers import auth_event_handlers
@@ -210,8 +210,11 @@ class BuildContext:
         Token order (the reference's): the OIDC MCP-audience token; for ``oauth2`` servers a
         token from ``task.user_tokens[<graph item id>]`` (a dict replaces the headers), else
         the OAuth flow for the task's user; for every server, ``user_tokens`` entries; a
-        static ``api_key``. The bearer goes into ``Authorization``. Nothing is cached across
-        calls: another user's task runs its own flow.
+        static ``api_key``. The bearer goes into ``Authorization``. A token the OAuth flow
+        gets (``token_ready``) is kept in memory, as a :class:`~xpander_sync.Secret`, per
+        ``(agent id, token user id, server id, server url)`` for ``agent_cache_ttl`` (``0``: never),
+        so a warm build asks nothing and pushes no event; another user's task runs its own flow,
+        and a login required or a failure is not cached.
 
         Raises:
             AuthenticationRequiredError: an OAuth server and no task user, a token issue, or
@@ -262,6 +265,11 @@ class BuildContext:
                 server=label,
             )
         uid = user.id if server.share_user_token_across_other_agents else f"{task.agent_id}_{user.id}"
+        cache = self.transport.caches.mcp_tokens
+        cache_key = (task.agent_id, uid, server.id or "", server.url or "")
+        cached = cache.get(cache_key)
+        if isinstance(cached, Secret):  # warm: no lookup, no event
+            return cached.reveal()
         deadline = self._clock() + self.configuration.mcp_auth_timeout
         login_url: Optional[str] = None
         generate = True
@@ -278,6 +286,7 @@ class BuildContext:
                     "data": {"access_token": "REDACTED", "server_url": server.url, "server_name": server.name},
                 }
                 self.push_auth_event(agent, task, event_data)
+                cache.put(cache_key, Secret(token))
                 return token
             if kind == "login_required" and generate:
                 login_url = data.get("url") if isinstance(data.get("url"), str) else None

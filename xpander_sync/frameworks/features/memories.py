@@ -2,10 +2,15 @@
 
 On for an agent when the build has a task whose user has an id, the agent does not lead a
 team (a leader neither reads nor writes memories; its members do), and the task's
-``additional_context`` holds no ``<memories note=`` block already. Then, once per agent and
-build, :meth:`~xpander_sync.resources.Memories.get` is asked (1.5 s at most; any failure
-or a slow answer: the build goes on without memories, logged). An answer whose
-``settings.enabled`` is not true turns the feature off for that agent. Otherwise:
+``additional_context`` holds no ``<memories note=`` block already. Then
+:meth:`~xpander_sync.resources.Memories.get` is asked (1.5 s at most; any failure or a slow
+answer: the build goes on without memories, logged, and nothing is cached). Its answer is
+kept per ``(agent id, user id)`` in the transport's caches for ``agent_cache_ttl`` (like the
+agent payload; ``0``: every build asks), so a warm build asks nothing; a write made here
+through ``manage_memory`` drops the keys it changes (that user's for a ``user`` memory, every
+user's of the agent for an ``agent`` memory), when it is sent and again when it is done, so
+the next build reads the platform again. An answer whose ``settings.enabled`` is not true
+turns the feature off for that agent (cached too). Otherwise:
 
 * the ``<memories note=...>`` block (a ``USER`` and an ``AGENT`` section, one line
   ``- [id8] (by writer, yyyy-mm-dd) text`` per memory) is **prepended** to the agent's
@@ -29,7 +34,7 @@ import time
 from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional, Set, TypeVar
 
-from ...errors import RequestTimeoutError, XpanderError
+from ...errors import RequestTimeoutError, ResponseDecodeError, XpanderError
 from ...models.agent import Agent
 from ...resources import Memories
 from ...resources.memories import ACTIONS, SCOPES, memory_id_for, write_body
@@ -125,6 +130,41 @@ def rows_of(value: Any) -> List[Dict[str, Any]]:
     if not isinstance(value, list):
         return []
     return [row for row in value if isinstance(row, dict) and isinstance(row.get("memory"), str)]
+
+
+def found_memories(data: Any) -> Optional[Dict[str, Any]]:
+    """The memories of the platform's answer (pure).
+
+    Args:
+        data: the decoded answer of the memories read.
+
+    Returns:
+        ``{"user": [row], "agent": [row]}``, or ``None`` when ``settings.enabled`` is not true.
+
+    Raises:
+        ResponseDecodeError: the answer is not a JSON object (a failure: not cached).
+    """
+    if not isinstance(data, dict):
+        raise ResponseDecodeError("memories", ["expected an object @ $"])
+    settings = data.get("settings")
+    if not isinstance(settings, dict) or settings.get("enabled") is not True:
+        return None
+    return {"user": rows_of(data.get("user")), "agent": rows_of(data.get("agent"))}
+
+
+def forget_memories(caches: Any, agent_id: str, user_id: Optional[str], scope: Any) -> None:
+    """Drop the cached memories a write changes: that user's (``user`` scope), else every user's of the agent.
+
+    Args:
+        caches: the transport's :class:`~xpander_sync._cache.PlatformCaches`.
+        agent_id: the agent written to.
+        user_id: the task's user.
+        scope: the write's scope.
+    """
+    if scope == "user" and user_id:
+        caches.memories.discard((agent_id, user_id))
+    else:
+        caches.memories.forget(lambda key: isinstance(key, tuple) and key[:1] == (agent_id,))
 
 
 def has_memory_ops(schema: Any) -> bool:
@@ -264,7 +304,7 @@ class MemoriesFeature(Feature):
         return BLOCK_MARKER not in (task.additional_context or "")
 
     def memories(self, agent: Agent) -> Optional[Dict[str, Any]]:
-        """``agent``'s memories, fetched once per build.
+        """``agent``'s memories: once per build, from the transport's cache when warm.
 
         Args:
             agent: the agent being built.
@@ -283,21 +323,22 @@ class MemoriesFeature(Feature):
         user_id = self.user_id
         assert user_id is not None
         resource = self._resource()
-        try:
+
+        def load() -> Dict[str, Any]:  # raises on a failure: nothing cached then
             data = call_within(
                 READ_TIMEOUT,
                 lambda: resource.get(agent.id, user_id, timeout=(READ_TIMEOUT, READ_TIMEOUT), retry=False),
                 "memories",
             )
+            return {"found": found_memories(data)}
+
+        try:
+            answer = self.context.transport.caches.memories.get_or_load((agent.id, user_id), load)
         except XpanderError as exc:  # fail open: the agent runs without its memories
             logger.warning("agent %s: memories unavailable, building without them: %s", agent.id, exc)
             return None
-        if not isinstance(data, dict):
-            return None
-        settings = data.get("settings")
-        if not isinstance(settings, dict) or settings.get("enabled") is not True:
-            return None
-        return {"user": rows_of(data.get("user")), "agent": rows_of(data.get("agent"))}
+        found: Optional[Dict[str, Any]] = answer["found"]
+        return found
 
     def additional_context(self, agent: Agent, root: bool, text: str) -> str:
         """The memories block, prepended (a blank line before the rest).
@@ -374,20 +415,34 @@ class MemoryWriter:
         if not WRITES.take(task.id):
             raise ValueError(f"not written: at most {MAX_WRITES} memory writes per task")
         resource = feature._resource()
+        self.forget(scope)  # the next build reads the platform again (now, and once the write is done)
         if action == "save":
-            self._save(resource, body)
+            self._save(resource, body, scope)
             return {"action": "save", "memory_id": body["memory_id"], "status": "saving"}
-        answer = call_within(WRITE_TIMEOUT, lambda: resource.write(agent.id, body, timeout=(WRITE_TIMEOUT,) * 2),
+        answer = call_within(WRITE_TIMEOUT, lambda: self._write(resource, body, scope, WRITE_TIMEOUT),
                              f"memory {action}")
         return answer if isinstance(answer, dict) else {"applied": False}
 
-    def _save(self, resource: Memories, body: Dict[str, Any]) -> None:
+    def _write(self, resource: Memories, body: Dict[str, Any], scope: Any, seconds: float) -> Any:
+        try:
+            return resource.write(self.agent.id, body, timeout=(seconds, seconds))
+        finally:  # done (even past the caller's wait): drop what a build read meanwhile
+            self.forget(scope)
+
+    def forget(self, scope: Any) -> None:
+        """Drop the cached memories a write in ``scope`` changes (see :func:`forget_memories`).
+
+        Args:
+            scope: the write's scope.
+        """
+        forget_memories(self.feature.context.transport.caches, self.agent.id, self.feature.user_id, scope)
+
+    def _save(self, resource: Memories, body: Dict[str, Any], scope: Any) -> None:
         agent_id = self.agent.id
 
         def run() -> None:
             try:
-                call_within(SAVE_TIMEOUT, lambda: resource.write(agent_id, body, timeout=(SAVE_TIMEOUT,) * 2),
-                            "memory save")
+                call_within(SAVE_TIMEOUT, lambda: self._write(resource, body, scope, SAVE_TIMEOUT), "memory save")
             except Exception as exc:  # never lost silently
                 logger.warning("agent %s: saving memory %s failed: %s", agent_id, body["memory_id"], exc)
             finally:

@@ -4,8 +4,11 @@ Deep planning is **active** for a build when the agent has ``deep_planning`` on 
 has ``deep_planning.enabled``. Then, for the agent the task runs:
 
 * the task is reloaded once (its status route, through :meth:`Tasks.get
-  <xpander_sync.resources.Tasks.get>`; an error propagates, as in the official SDK), so the
-  plan is the platform's current one;
+  <xpander_sync.resources.Tasks.get>`; an error propagates, as in the official SDK, and is
+  not cached), so the plan is the platform's current one. The reloaded plan is kept per task
+  id in the transport's caches for ``agent_cache_ttl``, like the agent payload (``0``: every
+  build reloads): a rebuild of the same task within that time sees the plan of the first
+  build and asks nothing;
 * the planning instructions are appended to its instructions (another text when the plan
   has already started: carry on with it rather than write a new one);
 * ``"\\nAll planned tasks completed and marked as done."`` is appended to its expected output;
@@ -130,7 +133,7 @@ class DeepPlanningFeature(Feature):
         return self.task is not None and bool(self.task.must_deep_plan)
 
     def plan(self) -> DeepPlanning:
-        """The task's deep-planning state, reloaded from the platform once per build.
+        """The task's deep-planning state, reloaded from the platform (cached per task id for ``agent_cache_ttl``).
 
         Returns:
             The reloaded task's ``deep_planning`` (the given task's with a context that has no platform).
@@ -146,7 +149,8 @@ class DeepPlanningFeature(Feature):
             if transport is None:  # a context without a platform (test doubles)
                 self._plan = task.deep_planning
             else:
-                self._plan = Tasks(transport.configuration, transport=transport).get(task.id).deep_planning
+                tasks = Tasks(transport.configuration, transport=transport)
+                self._plan = transport.caches.plans.get_or_load(task.id, lambda: tasks.get(task.id).deep_planning)
         return self._plan
 
     def instructions(self, agent: Agent, root: bool, text: str) -> str:
