@@ -39,7 +39,7 @@ LOCAL_MAY_IMPORT = {"_version", "_retry", "_async", "_cache", "_redact", "_scrip
 #: Platform routes (as literals or f-string pieces); the local backend serves them, resources/ sends them.
 ROUTE = re.compile(
     r"/agent-execution/|/agents/|/agents-metrics/|/mcp_auth/|/metadata/|/operations/|/events/|/report_task"
-    r"|/llm-proxy/|/knowledge-bases/|/knowledge_bases/|/memories/|/organizations/"
+    r"|/llm-proxy/|/knowledge-bases/|/knowledge_bases/|/memories/|/organizations/|/dynamic-prompt|/channel-presence"
 )
 
 

@@ -29,6 +29,24 @@ if TYPE_CHECKING:  # pragma: no cover
     from .._toolspec import ToolSpec
 
 
+def join_blocks(first: str, second: str, sep: str = "\n\n") -> str:
+    """``first`` and ``second`` joined by ``sep``; a blank side is left out (no stray separator).
+
+    Args:
+        first: the text that goes first.
+        second: the text that goes second.
+        sep: what goes between them.
+
+    Returns:
+        The joined text.
+    """
+    if not first.strip():
+        return second
+    if not second.strip():
+        return first
+    return f"{first}{sep}{second}"
+
+
 class Feature:
     """One platform feature, applied to one build.
 

@@ -26,7 +26,7 @@ from ...errors import InvalidInputError
 from ...models.agent import Agent
 from ...models.tools import ToolInvocationResult
 from .._toolspec import FunctionToolSpec, ToolSpec, XpanderToolSpec
-from ._base import Feature
+from ._base import Feature, join_blocks
 
 #: The environment variable holding the threshold.
 MIN_TOOLS_ENV = "XPANDER_DYNAMIC_TOOLS_MIN_TOOLS"
@@ -266,7 +266,7 @@ class DynamicTools(Feature):
         if not dynamic(agent):
             return text
         hint = HINT.format(count=hideable_count(agent))
-        return f"{text}\n\n{hint}" if text.strip() else hint
+        return join_blocks(text, hint)
 
     def filter_tools(self, agent: Agent, root: bool, specs: List[ToolSpec]) -> List[ToolSpec]:
         """``specs`` with the hideable xpander tools replaced by the meta-tools (where they stood).

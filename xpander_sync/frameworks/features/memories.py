@@ -39,7 +39,7 @@ from ...models.agent import Agent
 from ...resources import Memories
 from ...resources.memories import ACTIONS, SCOPES, memory_id_for, write_body
 from .._toolspec import FunctionToolSpec, ToolSpec
-from ._base import Feature
+from ._base import Feature, join_blocks
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -355,7 +355,7 @@ class MemoriesFeature(Feature):
         if found is None:
             return text
         block = memories_block(found["user"], found["agent"])
-        return f"{block}\n\n{text}" if text.strip() else block
+        return join_blocks(block, text)
 
     def tools(self, agent: Agent, root: bool) -> List[ToolSpec]:
         """``manage_memory``, unless the task's output schema has ``memory_ops``.

@@ -31,7 +31,7 @@ from ...models.agent import Agent
 from ...models.task import DeepPlanning
 from ...resources.tasks import Tasks
 from .._toolspec import ToolSpec
-from ._base import Feature
+from ._base import Feature, join_blocks
 
 #: The platform's plan tools: kept only when deep planning is active or the task must plan.
 PLAN_TOOLS = frozenset({
@@ -172,7 +172,7 @@ class DeepPlanningFeature(Feature):
             block = PLAN_INSTRUCTIONS
         else:
             return text
-        return f"{text}\n\n{block}" if text.strip() else block
+        return join_blocks(text, block)
 
     def expected_output(self, agent: Agent, root: bool, text: str) -> str:
         """``text`` with :data:`EXPECTED_OUTPUT_SUFFIX` while deep planning is active.
@@ -201,7 +201,7 @@ class DeepPlanningFeature(Feature):
         if not (root and self.active(agent)):
             return text
         block = plan_block(self.plan())
-        return f"{block}\n{text}" if text.strip() else block
+        return join_blocks(block, text, "\n")
 
     def filter_tools(self, agent: Agent, root: bool, specs: List[ToolSpec]) -> List[ToolSpec]:
         """``specs`` without the plan tools, unless deep planning is active or the task must plan.

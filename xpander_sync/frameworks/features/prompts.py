@@ -5,14 +5,12 @@ to none of them when the task carries an ``instructions_override`` (the override
 the agent's own prompt, and the official SDK then asks the platform for neither text):
 
 * :class:`DynamicPrompt` (``instructions.dynamic_prompt_enabled`` and non-blank
-  ``dynamic_prompt_code``): ``POST /tools/{agent_id}/dynamic-prompt`` runs the code on the
-  platform; its text goes before or after the instructions (``dynamic_prompt_position``),
-  separated by a blank line.
+  ``dynamic_prompt_code``): ``Prompts.dynamic_prompt`` runs the code on the platform; its text
+  goes before or after the instructions (``dynamic_prompt_position``), separated by a blank line.
 * :class:`EnvironmentContext` (``runtime_environment.context_layers``): an
   ``<environment_context>`` block, one ``### name`` section per layer, put first. No request.
-* :class:`ChannelPresence` (every agent): ``POST /tools/{agent_id}/channel-presence``; a
-  non-blank text (its own ``<channel_presence>`` tags removed) is appended in a
-  ``<channel_presence>`` block.
+* :class:`ChannelPresence` (every agent): ``Prompts.channel_presence``; a non-blank text (its
+  own ``<channel_presence>`` tags removed) is appended in a ``<channel_presence>`` block.
 
 Both requests take 8 s at most and fail open (the build goes on without the text: a
 warning for the dynamic prompt, a debug line for the presence). The official SDK asks for
@@ -29,7 +27,7 @@ from typing import Any, Callable, Dict, Hashable, List, Optional
 from ...errors import XpanderError
 from ...models.agent import Agent
 from ...resources.prompts import Prompts
-from ._base import Feature
+from ._base import Feature, join_blocks
 
 logger = logging.getLogger(__name__)
 
@@ -224,7 +222,7 @@ class EnvironmentContext(Feature):
         block = "" if task is not None and task.instructions_override else environment_block(context_layers(agent))
         if not block:
             return text
-        return f"{block}\n\n{text}" if text.strip() else block
+        return join_blocks(block, text)
 
 
 class ChannelPresence(_PlatformText):
@@ -262,4 +260,4 @@ class ChannelPresence(_PlatformText):
         block = presence_block(self.text(agent))
         if not block:
             return text
-        return f"{text}\n\n{block}" if text.strip() else block
+        return join_blocks(text, block)
