@@ -194,6 +194,15 @@ def test_quickstart_runs_offline_and_builds_real_agents():
     team = steps["run agt-team"]
     assert team["tool_call"]["name"] == "delegate_task_to_member" and team["final"].startswith("The team says:")
     assert "run agt-json" in steps
+    # the platform features at work in one turn of agt-features (issue 15)
+    features = steps["run agt-features"]
+    assert features["platform_features"] == {
+        "dynamic_prompt_in_instructions": True, "channel_presence_in_instructions": True,
+        "environment_context_in_instructions": True, "memories_in_context": True, "knowledge_retrieved": True,
+        "memory_saved": ["Dana asked about Ada Lovelace's account."], "approval_polled": 1,
+        "tool_called_after_approval": True,
+    }
+    assert features["reported"]["used_tools"] == ["search_knowledge_base", "manage_memory", "XpanderCrmSearchContacts"]
     assert steps["MCP OAuth auth events"]["events"] == ["login_required", "token_ready"]
     assert steps["report an external task"]["status"] == "completed"
 

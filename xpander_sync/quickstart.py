@@ -6,8 +6,11 @@ task, resolves framework arguments for each sample agent, constructs the real Ag
 team when agno is installed, completes an MCP OAuth login through an auth event, then *runs*
 each sample agent (the team, and a Claude agent inside it, included) for one real turn: the
 model calls the agent's xpander tool, the platform answers it, the answer goes back to the
-model, which answers; the run is reported with its tokens and tools. No account, no key, no
-network beyond 127.0.0.1: the model is the local backend's scripted one.
+model, which answers; the run is reported with ``report_run`` (its real tokens and tools). The
+sample agent ``agt-features`` shows the platform features at work in the same turn: its dynamic
+prompt, environment context and channel presence in the instructions, a knowledge-base search,
+a memory saved for the task's user, and a tool call held for an approval the platform grants.
+No account, no key, no network beyond 127.0.0.1: the model is the local backend's scripted one.
 """
 
 from __future__ import annotations
@@ -26,6 +29,13 @@ PROMPT = "Find Ada Lovelace in the CRM"
 CRM_TOOL = "XpanderCrmSearchContacts"
 #: What the local platform answers when an agent calls the CRM search tool.
 CRM_ANSWER = {"contacts": [{"id": "c-1", "name": "Ada Lovelace", "company": "Acme"}]}
+#: The agent that shows the platform features (knowledge, memories, prompts, an approval rule).
+FEATURES_AGENT = "agt-features"
+#: The user of the tasks the quickstart runs (memories are kept per user).
+USER_ID = "user-42"
+#: What the features agent's model searches for, and the memory it saves.
+KB_QUERY = "refund policy"
+MEMORY = "Dana asked about Ada Lovelace's account."
 
 
 def _agno_installed() -> bool:
@@ -71,7 +81,13 @@ def _script(model: Any, args: Dict[str, Any]) -> None:
 
     members = args.get("members") or []
     if not members:
-        if CRM_TOOL in tool_names(args):
+        names = tool_names(args)
+        features = args.get("id") == FEATURES_AGENT  # the others keep their one-tool turn
+        if features and (args.get("search_knowledge") or "search_knowledge_base" in names):  # agno's, or ours
+            model.script(call_tool("search_knowledge_base", {"query": KB_QUERY}))
+        if features and "manage_memory" in names:
+            model.script(call_tool("manage_memory", {"action": "save", "scope": "user", "memory": MEMORY}))
+        if CRM_TOOL in names:
             model.script(call_first_tool(CRM_TOOL, {"query_params": {"q": "Ada"}}))
         model.script(final(args, "Found: "))
         summary(args.get("enable_session_summaries"))
@@ -87,19 +103,18 @@ def _script(model: Any, args: Dict[str, Any]) -> None:
 
 
 def _run_agent(built: Any) -> Dict[str, Any]:
-    """One turn of an agno agent or team: its final text, tokens and the tools it called."""
+    """One turn of an agno agent or team: its run output, final text, tokens and duration."""
     started = time.perf_counter()
     out = built.run(PROMPT)
     status = str(getattr(out.status, "value", out.status))
     if status.lower() != "completed":
         raise RuntimeError(f"the run ended with status {status}: {out.content}")
     metrics = out.metrics
-    used = [t.tool_name for t in (out.tools or []) if getattr(t, "tool_name", None)]
     return {
+        "output": out,
         "final": out.content if isinstance(out.content, str) else json.dumps(out.content, default=str),
         "tokens": {"prompt_tokens": int(getattr(metrics, "input_tokens", 0) or 0),
                    "completion_tokens": int(getattr(metrics, "output_tokens", 0) or 0)},
-        "used_tools": used,
         "duration": round(time.perf_counter() - started, 3),
     }
 
@@ -218,11 +233,16 @@ def run_quickstart(out: TextIO, *, as_json: bool = False) -> int:
 
 def _run_step(local: Any, backend: Any, state: Dict[str, Any], agent_id: str) -> Dict[str, Any]:
     """Run one sample agent for a turn against the scripted model, then report the run."""
+    from .models.task import User
+
     model = local.llm
-    task = backend.invoke_agent(agent_id, PROMPT)  # a task (and so a session) of its own
+    # a task (and so a session) of its own, for a user (memories are kept per user)
+    task = backend.invoke_agent(agent_id, PROMPT,
+                                user_details=User(id=USER_ID, email="dana@example.com", first_name="Dana"))
     args = backend.get_args(agent_id=agent_id, task=task)
     _script(model, args)
     seen_requests, seen_calls = len(model.requests), len(local.tool_calls())
+    seen_memories = len(local.memories(agent_id))
     run = _run_agent(_construct(args))
     requests_made = model.requests[seen_requests:]
     calls = local.tool_calls()[seen_calls:]
@@ -238,16 +258,44 @@ def _run_step(local: Any, backend: Any, state: Dict[str, Any], agent_id: str) ->
     if answered:
         detail["tool_answer"] = answered[0]
     detail.update(final=run["final"], tokens=run["tokens"], model_requests=len(requests_made))
-    reported = backend.report_external_task(
-        agent_id=agent_id, input=PROMPT, result=run["final"], tokens=run["tokens"],
-        duration=run["duration"], used_tools=run["used_tools"],
-    )
+    if agent_id == FEATURES_AGENT:
+        detail["platform_features"] = _features_seen(local, requests_made, answered, seen_memories, seen_calls,
+                                                     agent_id)
+    reported = backend.report_run(agent_id=agent_id, run=run["output"], input=PROMPT, duration=run["duration"],
+                                  task=task)
     body = local.reports()[-1]["body"]
     detail["reported"] = {"task_id": getattr(reported, "id", None), "tokens": body.get("tokens"),
                           "used_tools": body.get("used_tools")}
     if any(r.exhausted for r in requests_made) or model.remaining:
         raise RuntimeError(f"the run did not follow the script ({model.remaining} turn(s) left): {detail}")
     return detail
+
+
+def _features_seen(local: Any, requests_made: List[Any], answered: List[str], seen_memories: int,
+                   seen_calls: int, agent_id: str) -> Dict[str, Any]:
+    """What the features agent's turn shows of the platform features (each checked, not assumed)."""
+    from .frameworks.features.memories import wait_for_saves
+    from .local import sample_agents_dir
+
+    first = requests_made[0]
+    sample = json.loads((sample_agents_dir() / f"{agent_id}.json").read_text(encoding="utf-8"))
+    prompts = sample.get("_local_prompts") or {}
+    wait_for_saves()  # a memory save is fire-and-forget: let it land before looking
+    seen = {
+        "dynamic_prompt_in_instructions": first.mentions(prompts.get("dynamic_prompt") or "<none>"),
+        "channel_presence_in_instructions": first.mentions("<channel_presence"),
+        "environment_context_in_instructions": first.mentions("<environment_context"),
+        "memories_in_context": first.mentions("<memories"),
+        "knowledge_retrieved": any("Refund policy" in text for text in answered),
+        "memory_saved": [m.get("memory") for m in local.memories(agent_id)[seen_memories:]],
+        # the CRM call was held for an approval, polled, granted and then run
+        "approval_polled": sum(1 for r in local.requests_log if "/tool-approvals/" in r["path"]),
+        "tool_called_after_approval": any(c["tool_id"] == CRM_TOOL for c in local.tool_calls()[seen_calls:]),
+    }
+    missing = [name for name, value in seen.items() if not value]
+    if missing:
+        raise RuntimeError(f"{agent_id}: platform features not seen in the run: {', '.join(missing)}")
+    return seen
 
 
 def _render(out: TextIO, steps: List[Dict[str, Any]], agno: bool) -> None:
