@@ -8,6 +8,7 @@ which is how results are recognised); real framework runs are in tests/framework
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any, Dict, List, Optional
 
@@ -59,6 +60,18 @@ def test_set_run_reports_the_run_and_fields_win(backend: Backend, xpander_backen
     assert body["result"] == "the answer" and body["used_tools"] == ["Mine"]
     assert body["tokens"]["prompt_tokens"] == 30 and body["tokens"]["cache_read_tokens"] == 4
     assert body["is_success"] is True
+
+
+def test_an_llm_key_a_build_resolved_is_scrubbed_from_a_failed_run(backend: Backend, xpander_backend: Any) -> None:
+    pytest.importorskip("agno")
+    args = backend.get_args(agent_id="agt-anthropic")  # its stored (custom) Anthropic key
+    llm_key = str(args["model"].api_key)
+    assert llm_key and len(llm_key) >= 8 and llm_key != "EMPTY"
+    with pytest.raises(RuntimeError), backend.track(agent_id="agt-anthropic", input="hi"):
+        raise RuntimeError(f"401 from the provider: invalid x-api-key {llm_key}")
+    (body,) = _reports(xpander_backend)
+    assert body["is_success"] is False and "401 from the provider" in body["result"]
+    assert llm_key not in json.dumps(body)
 
 
 def test_an_error_status_is_a_failure(backend: Backend, xpander_backend: Any) -> None:
@@ -269,6 +282,28 @@ def test_a_decorated_functions_returned_text_or_data_is_the_result(backend: Back
     assert bodies["dict"]["result"] == '{"answer": 42, "items": ["a"]}'
     assert bodies["other"]["result"] is None  # neither text, data nor a run result: a timed run
     assert all(b["is_success"] is True and b["tokens"] is None for b in bodies.values())
+
+
+def test_a_returned_task_is_not_sent_as_the_result_so_its_tokens_stay_home(backend: Backend,
+                                                                           xpander_backend: Any) -> None:
+    import datetime
+
+    from xpander_sync import Task
+    from xpander_sync.models.task import AgentExecutionInput
+
+    task = Task(id="t-1", agent_id=AGENT, organization_id="org", input=AgentExecutionInput(text="hi"),
+                created_at=datetime.datetime.now(datetime.timezone.utc), user_oidc_token="oidc-SECRET-1",
+                user_tokens={"mcp-1": "mcp-SECRET-2"},
+                payload_extension={"llm_gateway": {"base_url": "https://gw.example", "token": "gw-SECRET-3"}})
+
+    @backend.track(agent_id=AGENT, input="returns a task")
+    def handler() -> Task:
+        return task
+
+    assert handler() is task
+    body = next(b for b in _reports(xpander_backend) if b["input"] == "returns a task")
+    assert body["result"] is None
+    assert "SECRET" not in json.dumps(body)
 
 
 def test_a_decorated_function_gives_its_result_through_tracked_current(backend: Backend,

@@ -154,7 +154,9 @@ class PlatformCaches:
             token user id, server id, server url)`` (``agent_cache_ttl``; in memory only).
 
     Everything ``get_args`` reads from the platform is reused for ``agent_cache_ttl`` at most
-    (``0``: every build asks again); failures are not cached.
+    (``0``: every build asks again). Failures are not cached, except the empty text a fail-open
+    prompt call answers with (``prompts``): a platform that cannot answer is asked again after
+    ``agent_cache_ttl``, not on every build.
     """
 
     def __init__(self, agent_ttl: float, metadata_ttl: float, agent_keep: float = 0.0):

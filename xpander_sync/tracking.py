@@ -57,9 +57,15 @@ def _checked(fields: Dict[str, Any], method: str, result: Any = None) -> Dict[st
 
 def _returned_text(value: Any) -> Optional[str]:
     """A decorated function's return value as the result text: a string as it is, a dict or a
-    list (or a pydantic, attrs or dataclass object) as JSON text; ``None`` for anything else."""
+    list (or a pydantic, attrs or dataclass object) as JSON text; ``None`` for anything else.
+
+    The library's own models (a ``Task``, an ``Agent``, ...) are not a run's answer and carry
+    secrets (user tokens, the gateway token, OAuth tokens): they give ``None``, never their fields.
+    """
     if isinstance(value, str):
         return value
+    if type(value).__module__.split(".")[0] == "xpander_sync":
+        return None
     if hasattr(value, "model_dump") and callable(value.model_dump) and not isinstance(value, type):
         value = value.model_dump(mode="json")
     elif attrs.has(type(value)):

@@ -83,6 +83,9 @@ class Response:
         self.data = data
 
 
+#: Most secrets a transport remembers for scrubbing (LLM keys of the agents it built).
+_MAX_SECRETS = 256
+
 class Transport:
     """Sends requests to the platform for one configuration.
 
@@ -164,8 +167,22 @@ class Transport:
 
     @property
     def secrets(self) -> Tuple[str, ...]:
-        """Values that must never appear in errors or logs (the API key)."""
+        """Values that must never appear in errors or logs: the API key, and the LLM keys and
+        tokens the builds of this client resolved (:meth:`remember_secret`)."""
         return self._secrets
+
+    def remember_secret(self, value: Optional[str]) -> None:
+        """Add a value to :attr:`secrets` (an LLM key or gateway token a build resolved), so a
+        framework error that repeats it is scrubbed before it is reported or printed.
+
+        Args:
+            value: the secret; blank values and the placeholder ``"EMPTY"`` are ignored.
+        """
+        if not value or value == "EMPTY" or len(value) < 8:
+            return
+        with self._lock:
+            if value not in self._secrets and len(self._secrets) < _MAX_SECRETS:
+                self._secrets = (*self._secrets, value)
 
     # -- requests ----------------------------------------------------------------------
 

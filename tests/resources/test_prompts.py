@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from xpander_sync import InvalidInputError, ModuleException
+from xpander_sync import Configuration, InvalidInputError, ModuleException
 from xpander_sync.resources import Prompts
 from xpander_sync.resources.prompts import PROMPT_TIMEOUT, strip_presence_tags, text_of
 
@@ -28,7 +28,9 @@ def test_channel_presence_strips_its_tags(mocked, config):
     assert mocked.calls[0].request.body is None
 
 
-def test_the_timeout_is_eight_seconds(config, monkeypatch):
+def test_the_timeout_is_eight_seconds_and_one_attempt(config, monkeypatch):
+    """The official SDK gives up after 8 s: no connect timeout or retry (429 Retry-After, connect
+    failures) may keep a cold build waiting longer."""
     seen = {}
 
     def fake_request(self, method, path, **kwargs):
@@ -39,11 +41,26 @@ def test_the_timeout_is_eight_seconds(config, monkeypatch):
         return R()
 
     monkeypatch.setattr("xpander_sync.transport.Transport.request", fake_request)
-    Prompts(config).channel_presence("agt-openai")
-    assert PROMPT_TIMEOUT == 8.0
-    assert seen["timeout"] == (config.connect_timeout, 8.0)
-    assert seen["method"] == "POST" and seen["path"] == "/tools/agt-openai/channel-presence"
-    assert "json" not in seen
+    for call, path in ((Prompts(config).channel_presence, "/tools/agt-openai/channel-presence"),
+                       (Prompts(config).dynamic_prompt, "/tools/agt-openai/dynamic-prompt")):
+        seen.clear()
+        call("agt-openai")
+        assert PROMPT_TIMEOUT == 8.0
+        assert seen["timeout"] == (min(8.0, config.connect_timeout), 8.0)
+        assert seen["retry"].max_retries == 0
+        assert seen["method"] == "POST" and seen["path"] == path
+        assert "json" not in seen
+    slow = Configuration(api_key="k", base_url=BASE, connect_timeout=30.0, read_timeout=60.0)
+    Prompts(slow).channel_presence("agt-openai")
+    assert seen["timeout"] == (8.0, 8.0)
+
+
+def test_a_throttled_presence_is_asked_once(mocked, config):
+    mocked.post(f"{BASE}/tools/agt-openai/channel-presence", status=429, headers={"Retry-After": "1"},
+                json={"detail": "slow down"})
+    with pytest.raises(ModuleException):
+        Prompts(config).channel_presence("agt-openai")
+    assert len(mocked.calls) == 1
 
 
 def test_ids_are_checked_and_encoded(mocked, config):

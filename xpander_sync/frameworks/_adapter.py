@@ -356,6 +356,9 @@ class Adapter:
             raise InvalidInputError(f"agent {agent.id} has no model_name")
         for feature in self.features:
             spec = feature.model_spec(agent, spec)
+        transport = getattr(self.context, "transport", None)
+        if transport is not None and spec.api_key is not None:  # scrubbed from run errors and reports
+            transport.remember_secret(spec.api_key.reveal())
         return spec
 
     def model_args(self, agent: Agent) -> Dict[str, Any]:

@@ -11,10 +11,13 @@ import re
 from typing import Any, Optional, Tuple
 
 from .._async import async_twin
+from .._retry import RetryPolicy
 from ._base import Resource, route
 
 #: Read timeout (seconds) of the dynamic-prompt and channel-presence calls, as the official SDK.
 PROMPT_TIMEOUT = 8.0
+#: One attempt: the build fails open rather than wait out retries.
+_ONCE = RetryPolicy(max_retries=0)
 
 _PRESENCE_TAG = re.compile(r"</?channel_presence\b[^>]*>", re.IGNORECASE)
 
@@ -61,14 +64,16 @@ class Prompts(Resource):
     """
 
     def _timeout(self) -> Tuple[float, float]:
-        return (self.configuration.connect_timeout, min(PROMPT_TIMEOUT, self.configuration.read_timeout))
+        return (min(PROMPT_TIMEOUT, self.configuration.connect_timeout),
+                min(PROMPT_TIMEOUT, self.configuration.read_timeout))
 
     def dynamic_prompt(self, agent_id: str, *, timeout: Optional[Tuple[float, float]] = None) -> str:
         """The agent's dynamic prompt, run on the platform (``POST /tools/{agent_id}/dynamic-prompt``, no body).
 
         Args:
             agent_id: the agent.
-            timeout: ``(connect, read)`` seconds; default: the configured connect timeout and 8 s.
+            timeout: ``(connect, read)`` seconds; default: 8 s each (or the configured timeouts when shorter);
+                one attempt (the caller fails open, as the official SDK does after 8 s).
 
         Returns:
             The text (``""`` when the answer holds none).
@@ -78,14 +83,15 @@ class Prompts(Resource):
             ModuleException: the platform refused the call or could not be reached.
         """
         path = route("/tools/{agent_id}/dynamic-prompt", agent_id=agent_id)
-        return text_of(self._transport.request("POST", path, timeout=timeout or self._timeout()).data)
+        return text_of(self._transport.request("POST", path, timeout=timeout or self._timeout(), retry=_ONCE).data)
 
     def channel_presence(self, agent_id: str, *, timeout: Optional[Tuple[float, float]] = None) -> str:
         """Where the agent is present (channels), as prompt text (``POST /tools/{agent_id}/channel-presence``).
 
         Args:
             agent_id: the agent.
-            timeout: ``(connect, read)`` seconds; default: the configured connect timeout and 8 s.
+            timeout: ``(connect, read)`` seconds; default: 8 s each (or the configured timeouts when shorter);
+                one attempt (the caller fails open, as the official SDK does after 8 s).
 
         Returns:
             The text with any ``<channel_presence>`` tags removed (``""`` when there is none).
@@ -95,7 +101,7 @@ class Prompts(Resource):
             ModuleException: the platform refused the call or could not be reached.
         """
         path = route("/tools/{agent_id}/channel-presence", agent_id=agent_id)
-        data = self._transport.request("POST", path, timeout=timeout or self._timeout()).data
+        data = self._transport.request("POST", path, timeout=timeout or self._timeout(), retry=_ONCE).data
         return strip_presence_tags(text_of(data))
 
     adynamic_prompt = async_twin(dynamic_prompt)
