@@ -240,7 +240,8 @@ class Executor:
                 failures += 1
                 delay = self.settings.delay(failures)
                 if give_up():
-                    logger.error("%s failed (%s) and the worker is stopping; giving up", what, exc)
+                    logger.error("%s failed (%s); giving up (the worker is stopping, or the retry time is up)",
+                                 what, exc)
                     return exc
                 logger.warning("%s failed (%s); retrying in %.2fs", what, exc, delay)
             self.stop.pause(delay)  # a stop() wakes it early, to apply the give-up rule at once
