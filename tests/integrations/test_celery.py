@@ -228,3 +228,111 @@ def test_report_task_delivers_through_a_celery_worker(xpander_backend, redis_ser
     (report,) = wait_until(lambda: xpander_backend.reports(), 30, "the report")
     assert report["body"]["input"] == "from celery" and report["body"]["tokens"]["prompt_tokens"] == 3
     assert report["agent_id"] == AGENT and report["body"]["is_success"] is True
+
+
+class _FailingClient:
+    """A claim client whose every command fails as redis-py does when the broker drops or stalls."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def set(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.error
+
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.error
+
+
+class _FakeApp:
+    """Just what ``_claim`` uses of a Celery app: ``conf`` and ``connection_for_write``."""
+
+    def __init__(self, client: Any) -> None:
+        from types import SimpleNamespace
+
+        self.conf = SimpleNamespace(broker_transport_options={"visibility_timeout": 60})
+        self.client = client
+        self.options: List[Dict[str, Any]] = []
+
+    def connection_for_write(self, transport_options: Any = None) -> Any:
+        from contextlib import nullcontext
+        from types import SimpleNamespace
+
+        self.options.append(dict(transport_options or {}))
+        return nullcontext(SimpleNamespace(transport=SimpleNamespace(driver_type="redis"),
+                                           default_channel=SimpleNamespace(client=self.client)))
+
+
+def test_a_claim_client_that_raises_runs_the_task(caplog):
+    """Finding 5: redis-py's own ConnectionError/TimeoutError escaped the claim (only kombu's OperationalError
+    was caught); the claim now logs and runs the task, and its connection has a socket timeout."""
+    import redis
+
+    from xpander_sync.contrib.celery import CLAIM_TIMEOUT, _claim
+
+    for error in (redis.exceptions.ConnectionError("Connection reset by peer"),
+                  redis.exceptions.TimeoutError("Timeout reading from socket")):
+        app = _FakeApp(_FailingClient(error))
+        assert _claim(app, "t-1", "m-1") is True
+        assert f"task t-1: could not claim it ({type(error).__name__}" in caplog.text
+        (options,) = app.options
+        assert options == {"visibility_timeout": 60, "socket_timeout": CLAIM_TIMEOUT,
+                           "socket_connect_timeout": CLAIM_TIMEOUT}
+
+
+def test_the_claim_connection_has_a_socket_timeout(redis_server):
+    """The real kombu channel takes the claim's timeout (a user's own setting wins)."""
+    from celery import Celery
+
+    from xpander_sync.contrib.celery import CLAIM_TIMEOUT, _claim
+
+    seen: List[Dict[str, Any]] = []
+    app = Celery("claims", broker=redis_server.url, set_as_current=False)
+    original = app.connection_for_write
+
+    def connection_for_write(**kwargs: Any) -> Any:
+        connection = original(**kwargs)
+        seen.append(connection.default_channel.client.connection_pool.connection_kwargs)
+        return connection
+
+    app.connection_for_write = connection_for_write  # type: ignore[method-assign]
+    assert _claim(app, "t-1", "m-1") is True and _claim(app, "t-1", "m-2") is False
+    assert seen[0]["socket_timeout"] == CLAIM_TIMEOUT and seen[0]["socket_connect_timeout"] == CLAIM_TIMEOUT
+    app.conf.broker_transport_options = {"socket_timeout": 1.5}
+    assert _claim(app, "t-1", "m-1") is True
+    assert seen[-1]["socket_timeout"] == 1.5
+
+
+def test_a_refused_save_fails_the_celery_task_without_a_retry(xpander_backend, monkeypatch):
+    """Finding 1 through the Celery task: a 422 on the save fails the task (not retried, the handler ran once)."""
+    from celery import Celery
+
+    import xpander_sync.contrib.celery as contrib
+    from xpander_sync import Task, Tasks
+    from xpander_sync.errors import APIError
+
+    (task_id,) = invoke(xpander_backend, ["refused"])
+    runs_of: List[str] = []
+
+    def handler(task: Task) -> Task:
+        runs_of.append(task.id)
+        task.result = "done"
+        return task
+
+    def save(self: Tasks, task: Task, **kwargs: Any) -> Task:
+        if task.status != "executing":
+            raise APIError(422, "result rejected", method="PATCH", route=f"/agent-execution/{task.id}/update")
+        return original_save(self, task, **kwargs)
+
+    original_save = Tasks.save
+    monkeypatch.setattr(Tasks, "save", save)
+    monkeypatch.setattr(contrib, "_handler", lambda target: handler)
+    monkeypatch.setattr(contrib, "_claim", lambda app, task_id, message_id: True)
+    app = Celery("eager", set_as_current=False)
+    app.conf.xpander_configuration = xpander_backend.configuration
+    task = app.tasks[contrib.RUN_TASK]
+
+    result = task.apply(args=[task_id, "unused:handler"])
+
+    assert result.state == "FAILURE" and isinstance(result.result, APIError)
+    assert result.result.status_code == 422
+    assert runs_of == [task_id]  # the handler ran once: no retry re-ran it

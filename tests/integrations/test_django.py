@@ -208,14 +208,29 @@ def test_check_unwritable_outbox_folder(django_project, no_xpander_env, tmp_path
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
     try:
-        missing = _check_ids(api_key="xpk-1", organization_id="o", outbox=str(tmp_path / "nope" / "o.sqlite3"))
-        assert set(missing) == {"xpander_sync.E003"} and "writable" in missing["xpander_sync.E003"].hint
+        # The folder cannot be created: the nearest existing path above it is a file.
+        blocked = _check_ids(api_key="xpk-1", organization_id="o", outbox=str(a_file / "sub" / "o.sqlite3"))
+        assert set(blocked) == {"xpander_sync.E003"} and "writable" in blocked["xpander_sync.E003"].hint
+        assert str(a_file) in blocked["xpander_sync.E003"].msg  # names the nearest existing path
         if os.geteuid() != 0:  # root writes anywhere
             assert set(_check_ids(api_key="xpk-1", organization_id="o", outbox=str(locked / "o.sqlite3"))) == {
                 "xpander_sync.E003"}
+            assert set(_check_ids(api_key="xpk-1", organization_id="o",
+                                  outbox=str(locked / "new" / "o.sqlite3"))) == {"xpander_sync.E003"}
     finally:
         locked.chmod(0o700)
+
+
+def test_check_accepts_an_outbox_folder_the_outbox_will_create(django_project, no_xpander_env, tmp_path):
+    """The outbox creates missing folders: a folder not made yet under a writable one is fine."""
+    outbox = tmp_path / "not" / "yet" / "o.sqlite3"
+    assert _check_ids(api_key="xpk-1", organization_id="o", outbox=str(outbox)) == {}
+    from xpander_sync.reporting import outbox_at
+
+    assert outbox_at(str(outbox)) is not None and outbox.parent.is_dir()  # and it does create them
 
 
 def test_check_invalid_setting_and_missing_organization(django_project, no_xpander_env):

@@ -98,3 +98,32 @@ def test_the_gateway_route_is_the_llm_proxy_for_agents_that_ask(backend, session
 def test_the_routes_need_the_api_key(backend) -> None:
     assert requests.post(f"{backend.url}/agents/agt-openai/custom-llm-endpoint/t-1", timeout=5).status_code == 401
     assert API_KEY
+
+
+def test_a_bad_decide_after_polls_is_a_clear_error_naming_the_field(backend, session) -> None:
+    _gated(backend, decision="approve", decide_after_polls="soon")
+    detail = assert_json_error(_call(backend, session), 500)  # was a bare 500 from int("soon")
+    assert "decide_after_polls" in detail and "'soon'" in detail and "Gated" in detail
+    _gated(backend, decision="approve", decide_after_polls="2")  # a number in a string is still fine
+    held = _call(backend, session).json()
+    url = f"{backend.url}/agents/agt-ap/tool-approvals/{held['request_id']}"
+    assert session.get(url).json()["settled"] is False and session.get(url).json()["approved"] is True
+
+
+def test_requests_and_grants_are_bounded(backend, session, monkeypatch) -> None:
+    from xpander_sync.local import _approvals
+
+    monkeypatch.setattr(_approvals, "MAX_REQUESTS", 3)
+    _gated(backend, decision="approve")
+    first = _call(backend, session, task="t-0").json()["request_id"]
+    assert session.get(f"{backend.url}/agents/agt-ap/tool-approvals/{first}").json()["approved"] is True
+    assert backend._approvals._granted  # one call let through, not used yet
+    assert _call(backend, session, task="t-0").json() == {"ran": True}
+    assert not backend._approvals._granted  # used up: dropped
+    held = [_call(backend, session, task=f"t-{i}").json()["request_id"] for i in range(1, 4)]
+    assert len(backend._approvals._requests) == 3
+    assert first not in backend._approvals._requests  # the settled, answered request went first
+    for _ in range(5):
+        _call(backend, session, task="t-x")
+    assert len(backend._approvals._requests) == 3  # then the oldest
+    assert held[0] not in backend._approvals._requests

@@ -42,7 +42,7 @@ import logging
 import os
 import threading
 import uuid
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Type
 
 from ._config import configuration_from, require
 
@@ -162,6 +162,8 @@ def _handler(target: str) -> Callable[..., Any]:
 
 #: Seconds a claim on a platform task is kept in the broker (longer than any re-delivery of its message).
 CLAIM_SECONDS = 7 * 24 * 3600
+#: Seconds the claim waits for the broker (connect, and each answer) before the task runs unclaimed.
+CLAIM_TIMEOUT = 5.0
 
 
 def _claim(app: Any, task_id: str, message_id: str) -> bool:
@@ -171,9 +173,16 @@ def _claim(app: Any, task_id: str, message_id: str) -> bool:
     messages for one platform task (the stream re-sends a task still pending after the reader
     reconnects) cannot both run it, while a re-delivery of the *same* message (its process was
     killed) keeps its claim and runs. Other brokers: no claim (the status checks remain).
+
+    The claim's connection has a socket timeout (:data:`CLAIM_TIMEOUT`, unless the app's
+    ``broker_transport_options`` set one); when the broker cannot be reached (kombu's or
+    redis-py's connection or timeout errors) the task runs unclaimed: its status checks remain.
     """
+    options = dict(app.conf.broker_transport_options or {})
+    options.setdefault("socket_timeout", CLAIM_TIMEOUT)
+    options.setdefault("socket_connect_timeout", CLAIM_TIMEOUT)
     try:
-        with app.connection_for_write() as connection:
+        with app.connection_for_write(transport_options=options) as connection:
             if connection.transport.driver_type != "redis":
                 return True
             client = connection.default_channel.client
@@ -182,9 +191,19 @@ def _claim(app: Any, task_id: str, message_id: str) -> bool:
                 return True
             holder = client.get(key)
             return (holder.decode() if isinstance(holder, bytes) else holder) == message_id
-    except OperationalError as exc:  # the broker is gone: the message will be re-delivered anyway
-        logger.warning("task %s: could not claim it (%s); running it", task_id, exc)
+    except (OperationalError, OSError, *_redis_errors()) as exc:  # the message will be re-delivered anyway
+        logger.warning("task %s: could not claim it (%s: %s); running it", task_id, type(exc).__name__, exc)
         return True
+
+
+def _redis_errors() -> Tuple[Type[BaseException], ...]:
+    """redis-py's connection and timeout errors (``()`` when redis-py is not installed)."""
+    try:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+    except ImportError:
+        return ()
+    return (RedisConnectionError, RedisTimeoutError)
 
 
 @shared_task(name=RUN_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None,
@@ -193,7 +212,9 @@ def run_platform_task(self: Task, task_id: str, handler_target: str) -> str:
     """Run one platform task with the handler ``handler_target`` and save its result (in a Celery worker).
 
     Skips a task already finished; a platform outage longer than the save's retries is retried
-    by Celery (the message is re-sent with a countdown).
+    by Celery (the message is re-sent with a countdown). A refusal of the platform (not
+    ``retryable``: e.g. a 404 when setting the status, a 422 on the save) is logged and raised:
+    Celery marks the task failed and does not run the handler again.
 
     Args:
         self: the bound Celery task.
@@ -215,6 +236,8 @@ def run_platform_task(self: Task, task_id: str, handler_target: str) -> str:
         return _run_and_save(task_id, _handler(handler_target), configuration=configuration_of(self.app))
     except ModuleException as exc:
         if not exc.retryable:
+            logger.error("task %s: the platform refused it for good (%s: %s); not retried", task_id,
+                         type(exc).__name__, exc)
             raise
         countdown = min(60, 2 ** min(self.request.retries, 6))
         logger.warning("task %s: platform unavailable (%s); retrying in %ss", task_id, exc, countdown)

@@ -20,7 +20,10 @@
   ``{"base_url": <the LLM proxy of the agent's provider>, "token": "local-gateway-<task id>"}`` for an
   agent whose JSON has ``"_local_llm_gateway": true``, else 404.
 
-Requests are kept in memory (a restart forgets them). Imports layers 0-1 only.
+Requests are kept in memory (a restart forgets them), at most :data:`MAX_REQUESTS` of them: past
+that, the oldest requests whose settled answer was already polled go first, then the oldest. An
+approval's "let the next call through" is dropped once that call ran. A rule whose
+``decide_after_polls`` is not a whole number answers 500 naming the field. Imports layers 0-1 only.
 """
 
 from __future__ import annotations
@@ -33,6 +36,23 @@ from ._agents import AgentCatalog
 from ._routing import HTTPError, Request
 
 Route = Callable[[Request], "tuple[int, Any]"]
+
+#: The most approval requests (and pending grants) kept; the oldest are dropped past it.
+MAX_REQUESTS = 1000
+
+
+def _decide_after(rule: dict[str, Any]) -> int:
+    value = rule.get("decide_after_polls")
+    if value is None:
+        return 1
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    elif isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise HTTPError(500, f"_local_approvals rule for tool {rule.get('tool')!r}: decide_after_polls must be a "
+                             f"whole number of polls, got {str(value)[:50]!r}")
+    return max(1, value)
 
 
 def _rules(agent: dict[str, Any]) -> list[dict[str, Any]]:
@@ -82,6 +102,8 @@ class Approvals:
             with self._lock:
                 if self._granted.get(key, 0) > 0:
                     self._granted[key] -= 1
+                    if not self._granted[key]:
+                        del self._granted[key]  # used up: nothing left to keep
                     granted = True
                 else:
                     granted = False
@@ -96,14 +118,28 @@ class Approvals:
         wait = rule.get("wait_seconds") if isinstance(rule.get("wait_seconds"), int) else 60
         message = rule.get("message") if isinstance(rule.get("message"), str) else (
             f"Calling {key[2]} needs an approval.")
+        decide_after = _decide_after(rule)
         with self._lock:
             self._requests[request_id] = {
                 "agent_id": agent_id, "key": key, "polls": 0, "settled": False, "approved": None,
                 "decision": str(rule.get("decision") or "pending"), "message": message,
-                "decide_after": max(1, int(rule.get("decide_after_polls") or 1)),
+                "decide_after": decide_after, "consumed": False,
             }
+            self._prune()
         return {"type": "approval_required", "self_approve": bool(rule.get("self_approve")),
                 "request_id": request_id, "wait_seconds": wait, "message": message}
+
+    def _prune(self) -> None:
+        """Keep at most :data:`MAX_REQUESTS` requests and grants (the lock is held)."""
+        excess = len(self._requests) - MAX_REQUESTS
+        if excess > 0:
+            consumed = [rid for rid, r in self._requests.items() if r["consumed"]][:excess]
+            for rid in consumed:
+                del self._requests[rid]
+            while len(self._requests) > MAX_REQUESTS:
+                del self._requests[next(iter(self._requests))]
+        while len(self._granted) > MAX_REQUESTS:
+            del self._granted[next(iter(self._granted))]
 
     def decide(self, request_id: str, approved: bool, message: Optional[str] = None) -> None:
         """Settle an approval request (a test's reviewer).
@@ -138,6 +174,7 @@ class Approvals:
                 self._settle(request, request["decision"] == "approve", None)
             answer = {"request_id": req.params["request_id"], "settled": request["settled"]}
             if request["settled"]:
+                request["consumed"] = True  # the caller has its answer: the first to go past MAX_REQUESTS
                 answer["approved"] = request["approved"]
                 if not request["approved"]:
                     answer["message"] = request["message"]

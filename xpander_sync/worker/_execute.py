@@ -32,7 +32,7 @@ from ..errors import InvalidInputError, ModuleException, TransportError, Xpander
 from ..frameworks._llm import ENV_KEYS
 from ..models.common import AgentExecutionStatus
 from ..models.task import Task
-from ..resources import Tasks, Workers
+from ..resources import LLMRoutes, Tasks, Workers
 from ..transport import shared_transport
 from ._journal import Journal
 from ._state import StopState
@@ -95,6 +95,7 @@ class Executor:
         give_up_start: Callable[[], bool],
         give_up_save: Callable[[], bool],
         may_save: Callable[[], bool] = lambda: True,
+        raise_refused: bool = False,
     ) -> Optional[bool]:
         """Set ``executing``, run ``handler(task=task)``, save the result, report the metrics.
 
@@ -105,14 +106,24 @@ class Executor:
             give_up_save: stop retrying the save (the task stays ``executing``).
             may_save: asked once the handler returned; ``False`` drops the result (the local
                 worker's drain gave up on the task; Celery: another run saved it first).
+            raise_refused: raise the error when the platform refuses the status update or the
+                save for good (not ``retryable``) instead of returning ``None``.
 
         Returns:
             ``None`` when the task was not started, or its result not saved; else whether the
             handler failed (``True``: saved with status ``error``).
+
+        Raises:
+            ModuleException: only with ``raise_refused``: the platform refused the status update or
+                the save (not ``retryable``, e.g. 404 or 422); a retryable failure past
+                ``give_up_*`` still returns ``None``.
         """
         task_id = task.id
-        if not self.until_done(lambda: task.set_status(AgentExecutionStatus.EXECUTING),
-                               f"set task {task_id} executing", give_up=give_up_start):
+        refused = self.attempt(lambda: task.set_status(AgentExecutionStatus.EXECUTING),
+                               f"set task {task_id} executing", give_up=give_up_start)
+        if refused is not None:
+            if raise_refused and not refused.retryable:
+                raise refused
             return None
         self.journal.add(task_id)  # from now on a SIGKILL leaves it "executing": the next start reclaims it
         logger.info("task %s: running handler", task_id)
@@ -146,10 +157,12 @@ class Executor:
             logger.warning("task %s finished after the worker gave up on it; result not saved", task_id)
             return None
         tokens, used_tools = task.tokens, list(task.used_tools or [])
-        saved = self.until_done(task.save, f"save task {task_id}", give_up=give_up_save)
+        refused = self.attempt(task.save, f"save task {task_id}", give_up=give_up_save)
         # The server's copy replaced ours; keep what the handler set (upstream loses used_tools).
         task.tokens, task.used_tools = tokens, used_tools
-        if not saved:  # still "executing" on the platform: the journal keeps it for the next start
+        if refused is not None:  # still "executing" on the platform: the journal keeps it for the next start
+            if raise_refused and not refused.retryable:
+                raise refused
             logger.error("task %s: the result could not be saved before the worker stopped", task_id)
             return None
         self.journal.remove(task_id)
@@ -198,22 +211,38 @@ class Executor:
         Returns:
             Whether the call succeeded.
         """
+        return self.attempt(call, what, give_up=give_up) is None
+
+    def attempt(self, call: Callable[[], Any], what: str, *,
+                give_up: Callable[[], bool]) -> Optional[ModuleException]:
+        """:meth:`until_done`, returning the error that ended the attempts.
+
+        Args:
+            call: the platform call.
+            what: names the call in the logs.
+            give_up: asked after each retryable failure.
+
+        Returns:
+            ``None`` when the call succeeded; else the last error: not ``retryable`` (refused for
+            good, tried once) or ``retryable`` (``give_up()`` said to stop).
+        """
         failures = 0
         while True:
             try:
                 call()
                 if failures:
                     logger.info("%s: succeeded after %d retries", what, failures)
-                return True
+                return None
             except ModuleException as exc:
                 if not exc.retryable:
                     logger.error("%s failed: %s", what, exc)
-                    return False
+                    return exc
                 failures += 1
                 delay = self.settings.delay(failures)
                 if give_up():
-                    logger.error("%s failed (%s) and the worker is stopping; giving up", what, exc)
-                    return False
+                    logger.error("%s failed (%s); giving up (the worker is stopping, or the retry time is up)",
+                                 what, exc)
+                    return exc
                 logger.warning("%s failed (%s); retrying in %.2fs", what, exc, delay)
             self.stop.pause(delay)  # a stop() wakes it early, to apply the give-up rule at once
 
@@ -246,23 +275,32 @@ def run_platform_task(
     What a Celery worker calls for each task the stream reader enqueued
     (``xpander_sync.contrib.celery``): the task is reloaded first and skipped when it is
     ``completed``, ``error`` or ``failed`` (a re-delivery of a task that was saved), and reloaded
-    again before the save, which is skipped when another run finished it meanwhile. A task found
-    ``executing`` is run (its previous run was killed before saving).
+    again before the save, which is skipped when another run finished it meanwhile (that reload
+    is retried through an outage; when it still fails the result is saved: the save goes to the
+    same task id). A task found ``executing`` is run (its previous run was killed before saving).
+
+    The task's LLM gateway route (``payload_extension.llm_gateway``, which the stream delivers
+    but a reload does not carry) is fetched with :meth:`~xpander_sync.resources.LLMRoutes.gateway_route`
+    after the first reload (5 s, one attempt; none on a 404; any other failure is logged and the
+    task runs without it). It stays in this process: it is never sent back or put in a message.
 
     Args:
         task_id: the platform task's id.
         handler: ``handler(task=<Task>) -> Task``, sync or ``async def``.
         configuration: the client settings (API key, URLs).
         settings: the retry backoff (default :class:`WorkerSettings`'s).
-        retry_for: seconds the status update and the save are retried through an outage.
+        retry_for: seconds the status update, and then the save, are retried through an outage
+            (each has its own window: a long handler does not use up the save's).
 
     Returns:
         ``"skipped"`` (already finished), ``"completed"``, ``"failed"`` (the handler raised: saved
         as ``error``), ``"superseded"`` (finished by another run meanwhile: not saved).
 
     Raises:
-        ModuleException: the task could not be loaded, or its status set or its result saved
-            within ``retry_for`` seconds (``retryable`` says whether a later try may work).
+        ModuleException: the task could not be loaded, or the platform refused its status update
+            or its save for good (the platform's own error, not ``retryable``: running the task
+            again cannot help), or the status update or the save still failed after ``retry_for``
+            seconds of an outage (a ``TransportError``, ``retryable``).
         InvalidInputError: ``task_id`` is not a usable id.
     """
     if not isinstance(task_id, str) or not task_id:
@@ -275,23 +313,52 @@ def run_platform_task(
     if task.status in FINISHED:
         logger.info("task %s is already %s; not run again", task_id, task.status)
         return "skipped"
-    deadline = time.monotonic() + retry_for
+    _add_gateway_route(task, LLMRoutes(configuration, transport=transport))
+    start_deadline = time.monotonic() + retry_for
+    save_deadline: List[float] = []  # set once the handler returned
 
-    def past_deadline() -> bool:
-        return time.monotonic() >= deadline
+    def past_start_deadline() -> bool:
+        return time.monotonic() >= start_deadline
+
+    def past_save_deadline() -> bool:
+        return time.monotonic() >= save_deadline[0]
 
     superseded = False
 
     def still_unfinished() -> bool:
         nonlocal superseded
-        current = tasks.get(task_id).status
-        superseded = current in FINISHED
+        save_deadline.append(time.monotonic() + retry_for)
+        current: List[Task] = []
+        if executor.until_done(lambda: current.append(tasks.get(task_id)), f"reload task {task_id}",
+                               give_up=past_save_deadline):
+            superseded = current[-1].status in FINISHED
+        else:  # the save goes to the same task id; a re-delivery skips the task once it is finished
+            logger.warning("task %s: could not check it before saving; saving the result", task_id)
         return not superseded
 
-    outcome = executor.run_and_save(task, handler, give_up_start=past_deadline, give_up_save=past_deadline,
-                                    may_save=still_unfinished)
+    outcome = executor.run_and_save(task, handler, give_up_start=past_start_deadline,
+                                    give_up_save=past_save_deadline, may_save=still_unfinished,
+                                    raise_refused=True)
     if superseded:
         return "superseded"
-    if outcome is None:
-        raise TransportError(f"task {task_id}: the status or the result could not be saved within {retry_for:g}s")
+    if outcome is None:  # only a retryable failure gets here: a refusal was raised
+        raise TransportError(f"task {task_id}: the platform could not be reached to set its status or save its "
+                             f"result within {retry_for:g}s")
     return "failed" if outcome else "completed"
+
+
+def _add_gateway_route(task: Task, routes: LLMRoutes) -> None:
+    """Put the task's LLM gateway route on it (``payload_extension.llm_gateway``), as a stream delivery has it."""
+    extension = task.payload_extension if isinstance(task.payload_extension, dict) else {}
+    if "llm_gateway" in extension or not task.agent_id:
+        return
+    try:
+        route = routes.gateway_route(task.agent_id, task.id)
+    except XpanderError as exc:
+        logger.warning("task %s: LLM gateway route not fetched (%s); running without it", task.id,
+                       scrub(str(exc), (routes.configuration.api_key,)))
+        return
+    if isinstance(route, dict) and route.get("base_url") and route.get("token"):
+        task.payload_extension = {**extension, "llm_gateway": {"base_url": route["base_url"],
+                                                                 "token": route["token"]}}
+        logger.info("task %s: runs with its LLM gateway route", task.id)

@@ -3,7 +3,7 @@
 ========================  ==========================================================================
 ``xpander_sync.E001``     no API key (``XPANDER["api_key"]`` nor ``XPANDER_API_KEY``)
 ``xpander_sync.E002``     the base URL is not an http(s) URL with a host
-``xpander_sync.E003``     the outbox's folder does not exist or cannot be written
+``xpander_sync.E003``     the outbox's folder cannot be written, nor created (nearest existing folder)
 ``xpander_sync.E004``     ``XPANDER`` is not a dict, names an unknown field or holds a bad value
 ``xpander_sync.W001``     no organization id (the worker and the cloud URLs need one)
 ========================  ==========================================================================
@@ -79,11 +79,23 @@ def check_xpander_settings(app_configs: Any = None, **kwargs: Any) -> List[check
         ))
     if configuration.outbox:
         folder = os.path.dirname(os.path.abspath(configuration.outbox))
-        if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
+        existing = _nearest_existing(folder)
+        if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+            where = "" if existing == folder else f" (it does not exist yet and {existing!r} is the nearest that does)"
             found.append(checks.Error(
-                f"the outbox folder {folder!r} does not exist or cannot be written by this process",
-                hint="Create the folder and make it writable by the user the project runs as, or point "
-                     "XPANDER['outbox'] at a writable path (undeliverable reports wait there).",
+                f"the outbox folder {folder!r} cannot be written or created by this process{where}",
+                hint="Make the folder (or the nearest existing one above it) writable by the user the project "
+                     "runs as, or point XPANDER['outbox'] at a writable path (undeliverable reports wait there).",
                 id="xpander_sync.E003",
             ))
     return found
+
+
+def _nearest_existing(folder: str) -> str:
+    """``folder``, else its nearest existing parent (the outbox creates the missing folders below it)."""
+    while not os.path.exists(folder):
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    return folder

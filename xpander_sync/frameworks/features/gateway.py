@@ -19,7 +19,8 @@ A task's ``payload_extension`` may route its model (reference sections 2.1, 2.2 
 
 Tokens are :class:`~xpander_sync.Secret` values; headers are masked in every ``repr``. The
 official SDK also fetches ``LLMRoutes.gateway_route`` for runs of its ``/invoke`` HTTP server,
-which xpander-sync does not have: that route is never called here.
+which xpander-sync does not have; a Celery worker fetches it (``worker.run_platform_task``), since
+its task comes by id, without the stream's route. This module never calls it.
 """
 
 from __future__ import annotations
