@@ -332,6 +332,45 @@ def test_events_wait_while_the_platform_is_down_and_keep_their_order(mocked, con
     assert types()[0] == both and [t for push in types()[1:] for t in push] == both  # refused once, then resent
 
 
+def test_the_call_hands_over_the_raw_result_and_looks_the_delivery_thread_up_once(mocked, config, sleeps,
+                                                                                 monkeypatch):
+    """Nothing is built on the call's path: the thread makes the events' JSON later (same wire JSON)."""
+    require_framework("agno")
+    from xpander_sync.frameworks._toolcall import event_json
+    from xpander_sync.reporting import activity
+
+    lookups: List[Any] = []
+    handed: List[Any] = []
+    real_lookup, real_hand_over = activity.dispatcher, activity.EventDispatcher.hand_over
+
+    def lookup(*args: Any, **kwargs: Any) -> Any:
+        lookups.append(args)
+        return real_lookup(*args, **kwargs)
+
+    def hand_over(self: Any, task_id: str, build: Any, raw: Any) -> None:
+        handed.append((task_id, build, raw))
+        real_hand_over(self, task_id, build, raw)
+
+    monkeypatch.setattr(activity, "dispatcher", lookup)
+    monkeypatch.setattr(activity.EventDispatcher, "hand_over", hand_over)
+    args, context = built_agno(config, sleeps)
+    mocked.post(OPERATION, json=ANSWER)
+    mocked.post(EVENTS, json={})
+    for _ in range(2):
+        call_tool("agno", args, TOOL_NAME, {"query_params": {"q": "ada"}})
+    assert len(lookups) == 1
+    assert [(task_id, build, raw[0].value) for task_id, build, raw in handed] == [
+        (TASK_ID, event_json, kind) for kind in ["tool_call_request", "tool_call_result"] * 2]
+    for _, _, raw in handed:
+        assert isinstance(raw[3], float) and isinstance(raw[4], ToolCall)
+    assert [raw[5] for _, _, raw in handed[::2]] == [None, None]
+    assert [raw[5].result for _, _, raw in handed[1::2]] == [ANSWER, ANSWER]  # the raw object, not rendered
+    assert flush_activity(context.transport, timeout=10)
+    pushed = [event for body in _bodies(mocked, EVENTS) for event in body]
+    assert [e["type"] for e in pushed] == ["tool_call_request", "tool_call_result"] * 2
+    assert [e["data"]["result"] for e in pushed[1::2]] == [json.dumps(ANSWER, ensure_ascii=False)] * 2
+
+
 def built_agno(config: Configuration, sleeps: Sleeps) -> Any:
     transport = Transport(config.__class__(**{**_fields(config), "retry": RetryPolicy(max_retries=0)}), sleep=sleeps)
     context = BuildContext(transport, sleep=sleeps)
