@@ -245,3 +245,31 @@ def test_an_event_that_cannot_be_built_is_dropped_and_the_others_go_out(tmp_path
         dispatcher.hand_over("t-1", build, raw)
     assert dispatcher.flush(timeout=10)
     assert platform.pushed == [("t-1", ["first", "last"])]
+
+
+def test_an_item_handed_over_without_waking_waits_for_the_next_wake(tmp_path) -> None:
+    platform = Platform()
+    outbox = activity.events_outbox(str(tmp_path / "w.sqlite3"))
+    dispatcher = activity.EventDispatcher(platform, "s", outbox, quiet=0.01, max_delay=5.0)
+    _wait(lambda: dispatcher._idle)  # the thread sleeps with nothing to do (looking again in 5 s)
+    dispatcher.hand_over("t-1", None, [{"type": "tool_call_request"}], wake=False)  # a call is under way
+    time.sleep(0.3)
+    assert platform.pushed == [] and dispatcher._idle
+    dispatcher.hand_over("t-1", None, [{"type": "tool_call_result"}])  # the call returned: wakes it
+    _wait(lambda: len(platform.pushed) == 1)
+    assert platform.pushed == [("t-1", ["tool_call_request", "tool_call_result"])]
+    _wait(lambda: dispatcher._idle)
+    dispatcher.hand_over("t-2", None, [{"type": "tool_call_request"}], wake=False)
+    dispatcher.wake()  # what the layer does when the call raised
+    _wait(lambda: len(platform.pushed) == 2)
+    assert platform.pushed[1] == ("t-2", ["tool_call_request"])
+
+
+def test_an_item_handed_over_without_waking_is_still_found_within_max_delay(tmp_path) -> None:
+    platform = Platform()
+    outbox = activity.events_outbox(str(tmp_path / "l.sqlite3"))
+    dispatcher = activity.EventDispatcher(platform, "s", outbox, quiet=0.01, max_delay=0.3)
+    _wait(lambda: dispatcher._idle)
+    dispatcher.hand_over("t-1", None, [{"type": "tool_call_request"}], wake=False)  # a long call: no result yet
+    _wait(lambda: len(platform.pushed) == 1)
+    assert platform.pushed == [("t-1", ["tool_call_request"])]

@@ -249,6 +249,9 @@ class ToolCalls:
         self._events = Events(configuration, transport=transport)
         api_key = configuration.api_key.reveal() if configuration.api_key else None
         self._scope = activity.scope_of(configuration.base_url, configuration.organization_id, api_key)
+        #: whether calls with a task queue activity events (``False``: the layer without them, as
+        #: the benchmark's events-off series uses it)
+        self.events = True
         self._dispatcher: Optional[activity.EventDispatcher] = None  # looked up at the first event
         self._dispatcher_pid = 0  # ...and again in a forked child
 
@@ -261,18 +264,30 @@ class ToolCalls:
         Returns:
             The :class:`~xpander_sync.models.tools.ToolInvocationResult` the model reads.
         """
-        task_id = task.id if task is not None else None
-        if task is not None:
-            self._emit(task, _REQUEST, call, None, None)
+        if task is None or not self.events:
+            return self._call(agent, None if task is None else task.id, call)[0]
+        # The request event does not wake the delivery thread in the middle of the call; the
+        # result event does (or, should the call raise, the finally clause).
+        self._emit(task, _REQUEST, call, None, None, wake=False)
+        done = False
+        try:
+            result, approval_id = self._call(agent, task.id, call)
+            done = True
+        finally:
+            if not done and self._dispatcher is not None:
+                self._dispatcher.wake()
+        self._emit(task, _RESULT, call, result, approval_id)
+        return result
+
+    def _call(self, agent: Agent, task_id: Optional[str], call: ToolCall) -> Tuple[ToolInvocationResult,
+                                                                                   Optional[str]]:
         result = self._send(agent, task_id, call)
         approval_id: Optional[str] = None
         request = approval_request(result)
         if request is not None:
             approval_id = str(request["request_id"])
             result = self._approval(agent, task_id, call, request, result)
-        if task is not None:
-            self._emit(task, _RESULT, call, result, approval_id)
-        return result
+        return result, approval_id
 
     # -- the call and its retries ----------------------------------------------------------------
 
@@ -335,7 +350,7 @@ class ToolCalls:
     # -- activity --------------------------------------------------------------------------------
 
     def _emit(self, task: Task, kind: TaskUpdateEventType, call: ToolCall, result: Optional[ToolInvocationResult],
-              approval_id: Optional[str]) -> None:
+              approval_id: Optional[str], wake: bool = True) -> None:
         """Hand one event to the delivery thread: a tuple appended under its lock, nothing more."""
         dispatcher = self._dispatcher
         if dispatcher is None or self._dispatcher_pid != os.getpid():
@@ -346,7 +361,7 @@ class ToolCalls:
                 return
         task_id = task.id
         dispatcher.hand_over(task_id, event_json,
-                             (kind, task_id, task.organization_id, time.time(), call, result, approval_id))
+                             (kind, task_id, task.organization_id, time.time(), call, result, approval_id), wake)
 
     def _push(self, task_id: str, body: Dict[str, Any]) -> None:
         events = [structure(item, TaskUpdateEvent) for item in body.get("events") or []]

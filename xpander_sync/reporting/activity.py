@@ -120,8 +120,11 @@ class EventDispatcher(ReportDispatcher):
     at once when :meth:`flush` (``activity.flush``, the exit-time flush) asks. So an event waits in
     memory at most ``max_delay`` (plus the thread's own scheduling) before it is on disk: the
     durability bound (a process killed within that window loses those events; a normal exit
-    flushes them). The caller wakes the thread only when the handoff goes from empty to non-empty;
-    the thread re-checks the rule with timed waits.
+    flushes them). The caller wakes the thread only when it sleeps with nothing to do, and not in
+    the middle of a tool call: the request event does not wake it, the result event does. While
+    items wait, the thread re-checks the rule with timed waits; with nothing to do as far as it
+    knows, it still looks every ``max_delay``, so the request event of a long call (one waiting
+    for an approval) goes out within ``max_delay`` too, before the call ends.
 
     Args:
         send: ``send(task_id, body)``.
@@ -143,6 +146,10 @@ class EventDispatcher(ReportDispatcher):
         self._first_at = 0.0  # when the oldest item waiting was handed over
         self._last_at = 0.0  # when the newest was
         self._flush_to = 0  # a flush wants everything up to this count tried now
+        self._idle = False  # the thread sleeps with nothing to do, as far as it knows
+        self._bell = threading.Lock()  # the thread sleeps on it; released (rung) to wake it
+        self._bell.acquire()
+        self._rung = False
         self._clock = clock
         if quiet is not None:
             self.quiet = quiet
@@ -150,7 +157,7 @@ class EventDispatcher(ReportDispatcher):
             self.max_delay = max_delay
         super().__init__(send, base_url, outbox)
 
-    def hand_over(self, task_id: str, build: Optional[Build], raw: Any) -> None:
+    def hand_over(self, task_id: str, build: Optional[Build], raw: Any, wake: bool = True) -> None:
         """Hand one item to the thread: the whole cost of an event on the caller's path.
 
         Args:
@@ -159,15 +166,34 @@ class EventDispatcher(ReportDispatcher):
                 a list of event JSON objects.
             raw: what ``build`` needs. It is read later, on the thread: it must not be changed after
                 it was handed over.
+            wake: wake the thread if it sleeps with nothing to do (it is never woken otherwise:
+                while items wait it re-checks the rule on its own). ``False`` for an item soon
+                followed by one with ``wake=True`` (or by :meth:`wake`), so that the thread does
+                not wake in the middle of a tool call: a tool call's request event (should the
+                call last, the thread finds it within ``max_delay`` anyway).
         """
         now = self._clock()
-        with self._cond:
+        with self._mutex:  # the condition's lock, without the condition's Python-level __enter__
             if not self._handoff:
                 self._first_at = now
-                self._cond.notify_all()
             self._handoff.append((task_id, build, raw))
             self._last_at = now
             self._submitted += 1
+            if wake and self._idle and not self._rung:
+                self._idle, self._rung = False, True
+                self._bell.release()
+
+    def wake(self) -> None:
+        """Wake the thread if it sleeps with nothing to do (after items handed over with ``wake=False``)."""
+        with self._mutex:
+            if self._idle:
+                self._idle = False
+                self._ring()
+
+    def _ring(self) -> None:  # the caller holds the lock
+        if not self._rung:
+            self._rung = True
+            self._bell.release()
 
     def submit(self, agent_id: str, body: Dict[str, Any]) -> str:
         """Hand a row of ready events to the thread (it is written to the outbox, then pushed).
@@ -214,7 +240,7 @@ class EventDispatcher(ReportDispatcher):
             target = self._submitted
             if self._settled < target:
                 self._flush_to = max(self._flush_to, target)
-                self._cond.notify_all()
+                self._ring()
             return self._cond.wait_for(lambda: self._settled >= target, timeout)
 
     def discard(self) -> int:
@@ -227,25 +253,29 @@ class EventDispatcher(ReportDispatcher):
             dropped = len(self._handoff)
             self._handoff = []
             self._flush_to = self._submitted  # the thread settles the dropped items at once
-            self._cond.notify_all()
+            self._ring()
         return dropped
 
     def _run(self) -> None:
         retry_at: Optional[float] = None  # after a failed delivery: when to try the outbox again
         while True:
-            with self._cond:
-                while True:
-                    now = self._clock()
-                    wait = self.wait_time(now)
-                    if retry_at is not None:
-                        if now >= retry_at:
-                            break
-                        wait = retry_at - now if wait is None else min(wait, retry_at - now)
-                    if wait is not None and wait <= 0:
-                        break
-                    self._cond.wait(wait)
-                items, self._handoff = self._handoff, []
-                target = self._submitted
+            with self._mutex:
+                now = self._clock()
+                wait = self.wait_time(now)
+                if retry_at is not None:
+                    wait = retry_at - now if wait is None else min(wait, retry_at - now)
+                ready = wait is not None and wait <= 0
+                if ready:
+                    items, self._handoff = self._handoff, []
+                    target = self._submitted
+                self._idle = wait is None
+            if not ready:
+                # With nothing to do as far as it knows, it still looks every max_delay (an item
+                # handed over with wake=False: a long call's request event).
+                if self._bell.acquire(timeout=self.max_delay if wait is None else wait):
+                    with self._mutex:
+                        self._rung = False
+                continue
             retry_at = None if self._deliver(items) else self._clock() + self.probe_interval
             with self._cond:
                 self._settled = max(self._settled, target)
