@@ -371,6 +371,9 @@ def test_the_call_hands_over_the_raw_result_and_looks_the_delivery_thread_up_onc
     pushed = [event for body in _bodies(mocked, EVENTS) for event in body]
     assert [e["type"] for e in pushed] == ["tool_call_request", "tool_call_result"] * 2
     assert [e["data"]["result"] for e in pushed[1::2]] == [json.dumps(ANSWER, ensure_ascii=False)] * 2
+    monkeypatch.setattr(activity, "forks", activity.forks + 1)  # as in a forked child: its threads are new
+    call_tool("agno", args, TOOL_NAME, {"query_params": {"q": "ada"}})
+    assert len(lookups) == 2
 
 
 def test_a_call_that_raises_still_gets_its_request_event_delivered(mocked, config, sleeps):

@@ -40,7 +40,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
-import os
 import time
 import uuid
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -253,7 +252,7 @@ class ToolCalls:
         #: the benchmark's events-off series uses it)
         self.events = True
         self._dispatcher: Optional[activity.EventDispatcher] = None  # looked up at the first event
-        self._dispatcher_pid = 0  # ...and again in a forked child
+        self._dispatcher_forks = -1  # ...and again in a forked child
 
     def run(self, agent: Agent, task: Optional[Task], call: ToolCall) -> ToolInvocationResult:
         """Run one tool call for *this* agent and task (the module docstring's steps).
@@ -353,10 +352,10 @@ class ToolCalls:
               approval_id: Optional[str], wake: bool = True) -> None:
         """Hand one event to the delivery thread: a tuple appended under its lock, nothing more."""
         dispatcher = self._dispatcher
-        if dispatcher is None or self._dispatcher_pid != os.getpid():
+        if dispatcher is None or self._dispatcher_forks != activity.forks:
             dispatcher = self._dispatcher = activity.dispatcher(
                 self.transport, send=self._push, scope=self._scope, outbox_path=self.transport.configuration.outbox)
-            self._dispatcher_pid = os.getpid()
+            self._dispatcher_forks = activity.forks
             if dispatcher is None:  # no events outbox: dropped (logged); try again at the next event
                 return
         task_id = task.id

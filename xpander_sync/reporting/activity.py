@@ -48,6 +48,18 @@ __all__ = ["EventDispatcher", "discard_pending", "dispatcher", "events_outbox", 
 _lock = threading.Lock()
 _outboxes: Dict[str, Outbox] = {}
 _private: Dict[int, str] = {}  # pid -> this process's private events file
+#: Bumped in a forked child, whose delivery threads are new: a caller that keeps a dispatcher
+#: (:func:`dispatcher`) looks it up again when this changed (cheaper than ``os.getpid()``).
+forks = 0
+
+
+def _count_fork() -> None:
+    global forks
+    forks += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_count_fork)
 
 
 def scope_of(base_url: str, organization_id: Optional[str], api_key: Optional[str]) -> str:
