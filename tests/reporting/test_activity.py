@@ -247,29 +247,43 @@ def test_an_event_that_cannot_be_built_is_dropped_and_the_others_go_out(tmp_path
     assert platform.pushed == [("t-1", ["first", "last"])]
 
 
-def test_an_item_handed_over_without_waking_waits_for_the_next_wake(tmp_path) -> None:
+def test_a_sleeping_thread_is_woken_by_a_result_event_not_by_a_request_event(tmp_path) -> None:
     platform = Platform()
     outbox = activity.events_outbox(str(tmp_path / "w.sqlite3"))
-    dispatcher = activity.EventDispatcher(platform, "s", outbox, quiet=0.01, max_delay=5.0)
-    _wait(lambda: dispatcher._idle)  # the thread sleeps with nothing to do (looking again in 5 s)
+    dispatcher = activity.EventDispatcher(platform, "s", outbox, quiet=0.01, max_delay=5.0, sleep_after=0.0)
+    _wait(lambda: dispatcher._asleep)  # no event for sleep_after: it sleeps (looking again in 5 s)
     dispatcher.hand_over("t-1", None, [{"type": "tool_call_request"}], wake=False)  # a call is under way
     time.sleep(0.3)
-    assert platform.pushed == [] and dispatcher._idle
+    assert platform.pushed == [] and dispatcher._asleep
     dispatcher.hand_over("t-1", None, [{"type": "tool_call_result"}])  # the call returned: wakes it
     _wait(lambda: len(platform.pushed) == 1)
     assert platform.pushed == [("t-1", ["tool_call_request", "tool_call_result"])]
-    _wait(lambda: dispatcher._idle)
+    _wait(lambda: dispatcher._asleep)
     dispatcher.hand_over("t-2", None, [{"type": "tool_call_request"}], wake=False)
     dispatcher.wake()  # what the layer does when the call raised
     _wait(lambda: len(platform.pushed) == 2)
     assert platform.pushed[1] == ("t-2", ["tool_call_request"])
 
 
-def test_an_item_handed_over_without_waking_is_still_found_within_max_delay(tmp_path) -> None:
+def test_a_sleeping_thread_still_finds_an_event_within_max_delay(tmp_path) -> None:
     platform = Platform()
     outbox = activity.events_outbox(str(tmp_path / "l.sqlite3"))
-    dispatcher = activity.EventDispatcher(platform, "s", outbox, quiet=0.01, max_delay=0.3)
-    _wait(lambda: dispatcher._idle)
+    dispatcher = activity.EventDispatcher(platform, "s", outbox, quiet=0.01, max_delay=0.3, sleep_after=0.0)
+    _wait(lambda: dispatcher._asleep)
     dispatcher.hand_over("t-1", None, [{"type": "tool_call_request"}], wake=False)  # a long call: no result yet
     _wait(lambda: len(platform.pushed) == 1)
     assert platform.pushed == [("t-1", ["tool_call_request"])]
+
+
+def test_while_events_keep_coming_the_thread_finds_them_unwoken_within_quiet_plus_poll(tmp_path) -> None:
+    platform = Platform()
+    outbox = activity.events_outbox(str(tmp_path / "p.sqlite3"))
+    dispatcher = activity.EventDispatcher(platform, "s", outbox, quiet=0.01, max_delay=30.0, poll=0.05,
+                                          sleep_after=30.0)
+    dispatcher.hand_over("t-1", None, [{"type": "first"}])  # the first event wakes the sleeping thread
+    _wait(lambda: len(platform.pushed) == 1)
+    for n in range(3):  # then no event wakes it: it looks every 50 ms while events come
+        dispatcher.hand_over("t-1", None, [{"type": f"e{n}"}], wake=False)
+        _wait(lambda n=n: len(platform.pushed) == n + 2, 5)
+        assert not dispatcher._asleep
+    assert platform.pushed == [("t-1", ["first"]), ("t-1", ["e0"]), ("t-1", ["e1"]), ("t-1", ["e2"])]

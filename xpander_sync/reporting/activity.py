@@ -132,11 +132,16 @@ class EventDispatcher(ReportDispatcher):
     at once when :meth:`flush` (``activity.flush``, the exit-time flush) asks. So an event waits in
     memory at most ``max_delay`` (plus the thread's own scheduling) before it is on disk: the
     durability bound (a process killed within that window loses those events; a normal exit
-    flushes them). The caller wakes the thread only when it sleeps with nothing to do, and not in
-    the middle of a tool call: the request event does not wake it, the result event does. While
-    items wait, the thread re-checks the rule with timed waits; with nothing to do as far as it
-    knows, it still looks every ``max_delay``, so the request event of a long call (one waiting
-    for an approval) goes out within ``max_delay`` too, before the call ends.
+    flushes them).
+
+    **How it learns of new events.** Waking a sleeping thread costs the caller a system call (and
+    a colder CPU), so callers rarely do: while events keep coming (one in the last
+    :attr:`sleep_after` seconds, 30 s), the thread looks for new ones every :attr:`poll` seconds
+    (0.1 s) on its own, and re-checks the rule with timed waits while items wait; so the events of
+    a call go out ``quiet`` to ``quiet + poll`` after it. After ``sleep_after`` seconds without any,
+    it sleeps, looking only every ``max_delay``; then a caller's event wakes it, but not in the
+    middle of a tool call (the request event does not, the result event does; the request of a
+    long call, one waiting for an approval, is still found within ``max_delay``).
 
     Args:
         send: ``send(task_id, body)``.
@@ -144,6 +149,8 @@ class EventDispatcher(ReportDispatcher):
         outbox: the events outbox.
         quiet: seconds without a new item after which the thread delivers.
         max_delay: the longest an item waits in memory (seconds).
+        poll: how often the thread looks for new items while events keep coming (seconds).
+        sleep_after: seconds without a new item after which the thread sleeps until woken.
         clock: a monotonic clock (injected by tests).
     """
 
@@ -151,14 +158,19 @@ class EventDispatcher(ReportDispatcher):
     quiet = 0.02
     #: the longest an event waits in memory before it is written and pushed (seconds)
     max_delay = 1.0
+    #: while events keep coming, the thread looks for new ones this often, unwoken (seconds)
+    poll = 0.1
+    #: after this long without an event, the thread sleeps until an event wakes it (seconds)
+    sleep_after = 30.0
 
     def __init__(self, send: Send, base_url: str, outbox: Outbox, *, quiet: Optional[float] = None,
-                 max_delay: Optional[float] = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 max_delay: Optional[float] = None, poll: Optional[float] = None,
+                 sleep_after: Optional[float] = None, clock: Callable[[], float] = time.monotonic) -> None:
         self._handoff: List[Tuple[str, Optional[Build], Any]] = []
         self._first_at = 0.0  # when the oldest item waiting was handed over
         self._last_at = 0.0  # when the newest was
         self._flush_to = 0  # a flush wants everything up to this count tried now
-        self._idle = False  # the thread sleeps with nothing to do, as far as it knows
+        self._asleep = False  # the thread sleeps until woken (no event for sleep_after seconds)
         self._bell = threading.Lock()  # the thread sleeps on it; released (rung) to wake it
         self._bell.acquire()
         self._rung = False
@@ -167,6 +179,10 @@ class EventDispatcher(ReportDispatcher):
             self.quiet = quiet
         if max_delay is not None:
             self.max_delay = max_delay
+        if poll is not None:
+            self.poll = poll
+        if sleep_after is not None:
+            self.sleep_after = sleep_after
         super().__init__(send, base_url, outbox)
 
     def hand_over(self, task_id: str, build: Optional[Build], raw: Any, wake: bool = True) -> None:
@@ -178,8 +194,8 @@ class EventDispatcher(ReportDispatcher):
                 a list of event JSON objects.
             raw: what ``build`` needs. It is read later, on the thread: it must not be changed after
                 it was handed over.
-            wake: wake the thread if it sleeps with nothing to do (it is never woken otherwise:
-                while items wait it re-checks the rule on its own). ``False`` for an item soon
+            wake: wake the thread if it sleeps (no event for :attr:`sleep_after` seconds; it is
+                never woken otherwise: it looks on its own). ``False`` for an item soon
                 followed by one with ``wake=True`` (or by :meth:`wake`), so that the thread does
                 not wake in the middle of a tool call: a tool call's request event (should the
                 call last, the thread finds it within ``max_delay`` anyway).
@@ -191,15 +207,15 @@ class EventDispatcher(ReportDispatcher):
             self._handoff.append((task_id, build, raw))
             self._last_at = now
             self._submitted += 1
-            if wake and self._idle and not self._rung:
-                self._idle, self._rung = False, True
+            if wake and self._asleep and not self._rung:
+                self._asleep, self._rung = False, True
                 self._bell.release()
 
     def wake(self) -> None:
-        """Wake the thread if it sleeps with nothing to do (after items handed over with ``wake=False``)."""
+        """Wake the thread if it sleeps (after items handed over with ``wake=False``)."""
         with self._mutex:
-            if self._idle:
-                self._idle = False
+            if self._asleep:
+                self._asleep = False
                 self._ring()
 
     def _ring(self) -> None:  # the caller holds the lock
@@ -280,11 +296,11 @@ class EventDispatcher(ReportDispatcher):
                 if ready:
                     items, self._handoff = self._handoff, []
                     target = self._submitted
-                self._idle = wait is None
+                self._asleep = wait is None and now - self._last_at >= self.sleep_after
+                if wait is None:  # nothing waits: look again in a while (see the class docstring)
+                    wait = self.max_delay if self._asleep else self.poll
             if not ready:
-                # With nothing to do as far as it knows, it still looks every max_delay (an item
-                # handed over with wake=False: a long call's request event).
-                if self._bell.acquire(timeout=self.max_delay if wait is None else wait):
+                if self._bell.acquire(timeout=wait):
                     with self._mutex:
                         self._rung = False
                 continue
