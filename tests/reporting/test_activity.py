@@ -44,7 +44,7 @@ def test_events_are_delivered_in_order_and_wait_out_an_outage(tmp_path) -> None:
     assert activity.flush(owner, timeout=5)
     assert platform.pushed == []  # down: kept, in order
     events = Outbox(str(tmp_path / "o.sqlite3"), table="events")
-    # handed over within the linger: one row, one push, both events in order
+    # handed over within the quiet period: one row, one push, both events in order
     assert [[e["type"] for e in r["body"]["events"]] for r in events.pending()] == [
         ["tool_call_request", "tool_call_result"]]
     assert Outbox(str(tmp_path / "o.sqlite3")).pending() == []  # the reports table is untouched
