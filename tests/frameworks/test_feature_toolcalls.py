@@ -332,6 +332,70 @@ def test_events_wait_while_the_platform_is_down_and_keep_their_order(mocked, con
     assert types()[0] == both and [t for push in types()[1:] for t in push] == both  # refused once, then resent
 
 
+def test_the_call_hands_over_the_raw_result_and_looks_the_delivery_thread_up_once(mocked, config, sleeps,
+                                                                                 monkeypatch):
+    """Nothing is built on the call's path: the thread makes the events' JSON later (same wire JSON)."""
+    require_framework("agno")
+    from xpander_sync.frameworks._toolcall import event_json
+    from xpander_sync.reporting import activity
+
+    lookups: List[Any] = []
+    handed: List[Any] = []
+    real_lookup, real_hand_over = activity.dispatcher, activity.EventDispatcher.hand_over
+
+    def lookup(*args: Any, **kwargs: Any) -> Any:
+        lookups.append(args)
+        return real_lookup(*args, **kwargs)
+
+    def hand_over(self: Any, task_id: str, build: Any, raw: Any, wake: bool = True) -> None:
+        handed.append((task_id, build, raw, wake))
+        real_hand_over(self, task_id, build, raw, wake)
+
+    monkeypatch.setattr(activity, "dispatcher", lookup)
+    monkeypatch.setattr(activity.EventDispatcher, "hand_over", hand_over)
+    args, context = built_agno(config, sleeps)
+    mocked.post(OPERATION, json=ANSWER)
+    mocked.post(EVENTS, json={})
+    for _ in range(2):
+        call_tool("agno", args, TOOL_NAME, {"query_params": {"q": "ada"}})
+    assert len(lookups) == 1
+    # the request does not wake the thread in the middle of the call; the result does
+    assert [(task_id, build, raw[0].value, wake) for task_id, build, raw, wake in handed] == [
+        (TASK_ID, event_json, kind, wake) for kind, wake in [("tool_call_request", False),
+                                                             ("tool_call_result", True)] * 2]
+    for _, _, raw, _ in handed:
+        assert isinstance(raw[3], float) and isinstance(raw[4], ToolCall)
+    assert [raw[5] for _, _, raw, _ in handed[::2]] == [None, None]
+    assert [raw[5].result for _, _, raw, _ in handed[1::2]] == [ANSWER, ANSWER]  # the raw object, not rendered
+    assert flush_activity(context.transport, timeout=10)
+    pushed = [event for body in _bodies(mocked, EVENTS) for event in body]
+    assert [e["type"] for e in pushed] == ["tool_call_request", "tool_call_result"] * 2
+    assert [e["data"]["result"] for e in pushed[1::2]] == [json.dumps(ANSWER, ensure_ascii=False)] * 2
+    monkeypatch.setattr(activity, "forks", activity.forks + 1)  # as in a forked child: its threads are new
+    call_tool("agno", args, TOOL_NAME, {"query_params": {"q": "ada"}})
+    assert len(lookups) == 2
+
+
+def test_a_call_that_raises_still_gets_its_request_event_delivered(mocked, config, sleeps):
+    from xpander_sync.frameworks._toolcall import ToolCalls
+
+    mocked.post(EVENTS, json={})
+    layer = ToolCalls(Transport(config, sleep=sleeps), sleep=sleeps)
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("a bug under the call")
+
+    layer._send = broken  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        layer.run(fixture_agent(), make_task(), ToolCall(TOOL_NAME, {}, {}, TOOL_NAME, None))
+    import time
+
+    deadline = time.monotonic() + 10  # no flush: the layer woke the delivery thread itself
+    while not _bodies(mocked, EVENTS) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [[e["type"] for e in body] for body in _bodies(mocked, EVENTS)] == [["tool_call_request"]]
+
+
 def built_agno(config: Configuration, sleeps: Sleeps) -> Any:
     transport = Transport(config.__class__(**{**_fields(config), "retry": RetryPolicy(max_retries=0)}), sleep=sleeps)
     context = BuildContext(transport, sleep=sleeps)

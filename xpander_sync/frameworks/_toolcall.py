@@ -9,6 +9,11 @@ runs). In order:
 1. **Activity** (when there is a task): a ``tool_call_request`` event is queued
    (:mod:`xpander_sync.reporting.activity`: written ahead, pushed in the background with
    ``Events.push``, in order, retried while the platform is down; never on the call's path).
+   The call's path only appends a tuple (kind, task and organization ids, ``time.time()``, the
+   :class:`ToolCall`, the raw result, the approval id) to the delivery thread's handoff; the
+   thread builds the ``TaskUpdateEvent`` JSON (:func:`event_json`) later. So neither the call's
+   arguments nor the result object may change after the call: the layer never changes them, and
+   the adapters only read them (``ToolInvocationResult.result`` is made anew for every call).
 2. **The call** (``Tools.invoke``), with ``x-tool-call-id`` set to the call's ``request_id``, and
    **transient retries**: a timeout, a failed connection, a 429 or a 5xx is tried again twice,
    after 1.5 s then 3 s (:data:`RETRY_DELAYS`). The transport's own retries are off for this call
@@ -243,6 +248,11 @@ class ToolCalls:
         self._events = Events(configuration, transport=transport)
         api_key = configuration.api_key.reveal() if configuration.api_key else None
         self._scope = activity.scope_of(configuration.base_url, configuration.organization_id, api_key)
+        #: whether calls with a task queue activity events (``False``: the layer without them, as
+        #: the benchmark's events-off series uses it)
+        self.events = True
+        self._dispatcher: Optional[activity.EventDispatcher] = None  # looked up at the first event
+        self._dispatcher_forks = -1  # ...and again in a forked child
 
     def run(self, agent: Agent, task: Optional[Task], call: ToolCall) -> ToolInvocationResult:
         """Run one tool call for *this* agent and task (the module docstring's steps).
@@ -253,18 +263,30 @@ class ToolCalls:
         Returns:
             The :class:`~xpander_sync.models.tools.ToolInvocationResult` the model reads.
         """
-        task_id = task.id if task is not None else None
-        if task is not None:
-            self._emit(task, TaskUpdateEventType.TOOL_CALL_REQUEST, request_data(call))
+        if task is None or not self.events:
+            return self._call(agent, None if task is None else task.id, call)[0]
+        # The request event does not wake the delivery thread in the middle of the call; the
+        # result event does (or, should the call raise, the finally clause).
+        self._emit(task, _REQUEST, call, None, None, wake=False)
+        done = False
+        try:
+            result, approval_id = self._call(agent, task.id, call)
+            done = True
+        finally:
+            if not done and self._dispatcher is not None:
+                self._dispatcher.wake()
+        self._emit(task, _RESULT, call, result, approval_id)
+        return result
+
+    def _call(self, agent: Agent, task_id: Optional[str], call: ToolCall) -> Tuple[ToolInvocationResult,
+                                                                                   Optional[str]]:
         result = self._send(agent, task_id, call)
         approval_id: Optional[str] = None
         request = approval_request(result)
         if request is not None:
             approval_id = str(request["request_id"])
             result = self._approval(agent, task_id, call, request, result)
-        if task is not None:
-            self._emit(task, TaskUpdateEventType.TOOL_CALL_RESULT, result_data(call, result, approval_id))
-        return result
+        return result, approval_id
 
     # -- the call and its retries ----------------------------------------------------------------
 
@@ -326,15 +348,44 @@ class ToolCalls:
 
     # -- activity --------------------------------------------------------------------------------
 
-    def _emit(self, task: Task, kind: TaskUpdateEventType, data: Dict[str, Any]) -> None:
-        event = TaskUpdateEvent(type=kind, task_id=task.id, organization_id=task.organization_id,
-                                time=_dt.datetime.now(_dt.timezone.utc), data=data)
-        activity.submit(task.id, [unstructure(event)], send=self._push, scope=self._scope, owner=self.transport,
-                        outbox_path=self.transport.configuration.outbox)
+    def _emit(self, task: Task, kind: TaskUpdateEventType, call: ToolCall, result: Optional[ToolInvocationResult],
+              approval_id: Optional[str], wake: bool = True) -> None:
+        """Hand one event to the delivery thread: a tuple appended under its lock, nothing more."""
+        dispatcher = self._dispatcher
+        if dispatcher is None or self._dispatcher_forks != activity.forks:
+            dispatcher = self._dispatcher = activity.dispatcher(
+                self.transport, send=self._push, scope=self._scope, outbox_path=self.transport.configuration.outbox)
+            self._dispatcher_forks = activity.forks
+            if dispatcher is None:  # no events outbox: dropped (logged); try again at the next event
+                return
+        task_id = task.id
+        dispatcher.hand_over(task_id, event_json,
+                             (kind, task_id, task.organization_id, time.time(), call, result, approval_id), wake)
 
     def _push(self, task_id: str, body: Dict[str, Any]) -> None:
         events = [structure(item, TaskUpdateEvent) for item in body.get("events") or []]
         self._events.push(task_id, events)
+
+
+_REQUEST = TaskUpdateEventType.TOOL_CALL_REQUEST
+_RESULT = TaskUpdateEventType.TOOL_CALL_RESULT
+
+
+def event_json(raw: Tuple[Any, ...]) -> Dict[str, Any]:
+    """The JSON of one activity event, built on the delivery thread from what the call handed over.
+
+    Args:
+        raw: ``(kind, task_id, organization_id, time.time(), call, result or None, approval_id)``.
+
+    Returns:
+        The unstructured :class:`~xpander_sync.models.events.TaskUpdateEvent`: ``data`` is
+        :func:`request_data` without a result, :func:`result_data` with one.
+    """
+    kind, task_id, organization_id, at, call, result, approval_id = raw
+    data = request_data(call) if result is None else result_data(call, result, approval_id)
+    event = TaskUpdateEvent(type=kind, task_id=task_id, organization_id=organization_id,
+                            time=_dt.datetime.fromtimestamp(at, _dt.timezone.utc), data=data)
+    return unstructure(event)
 
 
 def flush_activity(transport: Any, timeout: Optional[float] = None) -> bool:

@@ -45,7 +45,8 @@ class ReportDispatcher:
         self.send = send
         self.base_url = base_url
         self.outbox = outbox
-        self._cond = threading.Condition()
+        self._mutex = threading.RLock()  # the condition's lock (``with self._mutex`` is the cheaper way in)
+        self._cond = threading.Condition(self._mutex)
         self._submitted = 0  # reports written by this process
         self._settled = 0  # of those, how many the thread has tried since they were written
         self._thread = threading.Thread(target=self._run, name="xpander-sync-reports", daemon=True)
