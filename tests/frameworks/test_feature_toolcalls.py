@@ -263,6 +263,16 @@ def test_an_undecided_approval_gives_up_after_wait_seconds(mocked, config, sleep
     assert sleeps == [2.0, 2.0]  # polls at 0, 2 and 4 s; a fourth (6 s) would pass wait_seconds
 
 
+def test_an_approval_id_the_route_cannot_carry_leaves_the_call_held_without_raising(mocked, config, sleeps):
+    args, _context = _agno_or_skip(config, sleeps)
+    mocked.post(OPERATION, json={"type": "approval_required", "self_approve": True, "request_id": "apr/../1",
+                                 "wait_seconds": 30, "message": "needs a reviewer"})
+    text = json.loads(call_tool("agno", args, TOOL_NAME, {"query_params": {"q": "ada"}}))
+    assert text["is_error"] is True and "not decided in time" in text["result"]
+    tool_side = [c.request.url for c in mocked.calls if "/agents/" in c.request.url]  # not the build's presence
+    assert tool_side == [OPERATION] and sleeps == []  # the call, and no poll
+
+
 def _agno_or_skip(config: Configuration, sleeps: Sleeps) -> Any:
     require_framework("agno")
     transport = Transport(config, sleep=sleeps)

@@ -87,6 +87,22 @@ def test_without_a_configured_outbox_a_private_file_is_used() -> None:
     assert repr(outbox).endswith("table='events')")
 
 
+def test_no_writable_temporary_folder_drops_events_with_a_warning_never_raises(monkeypatch, caplog) -> None:
+    import tempfile
+
+    def refuse(*args: Any, **kwargs: Any) -> str:
+        raise PermissionError(13, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", refuse)
+    monkeypatch.setattr(activity, "_private", {})
+    sent: List[Any] = []
+    owner = object()
+    assert activity.submit("t-ro", [{"type": "tool_call_request"}], send=lambda *a: sent.append(a),
+                           scope="s", owner=owner) is False
+    assert activity.dispatcher(owner, send=lambda *a: None, scope="s") is None
+    assert "Configuration(outbox=...)" in caplog.text and sent == []
+
+
 def test_discard_pending_drops_queued_events(tmp_path) -> None:
     platform, owner = Platform(), object()
     platform.down = True

@@ -339,6 +339,9 @@ class ToolCalls:
                 answer = self._approvals.get(agent.id, request_id)
             except ModuleException as exc:
                 logger.debug("approval %s: poll failed (%s); polling on", request_id, exc)
+            except XpanderError as exc:  # an id the route cannot carry: no decision will ever come
+                logger.warning("approval %r cannot be polled (%s); the call stays held", request_id, exc)
+                return None, None
             settled = decision(answer)
             if settled is not None:
                 return settled, answer

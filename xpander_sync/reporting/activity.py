@@ -84,7 +84,11 @@ def _private_path() -> str:
     pid = os.getpid()
     path = _private.get(pid)
     if path is None:
-        folder = tempfile.mkdtemp(prefix="xpander-sync-events-")
+        try:
+            folder = tempfile.mkdtemp(prefix="xpander-sync-events-")
+        except OSError as exc:  # no writable temporary folder (a read-only container): no events outbox
+            raise OutboxError(f"no temporary folder for the events outbox ({exc}); set Configuration(outbox=...) "
+                              "to a writable file") from None
         path = _private[pid] = os.path.join(folder, "events.sqlite3")
         atexit.register(_remove_private, folder)  # runs before the reporting package's exit flush
     return path
