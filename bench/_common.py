@@ -245,6 +245,8 @@ class Fixtures:
             ("GET", f"/agents/{AGENT_ID}"): self.agent,
             ("GET", "/metadata/default_llm_extra_headers"): self.org_headers,
             ("GET", f"/agents/{AGENT_ID}/db"): self.db,
+            # every build asks for the agent's channel presence (the official SDK too): none here
+            ("POST", f"/tools/{AGENT_ID}/channel-presence"): {"text": ""},
             ("POST", f"/agent-execution/{AGENT_ID}/report_task"): self.report,
         }
 
