@@ -233,6 +233,7 @@ class Adapter:
         self._warned: set = set()
         #: the platform features of this build (:mod:`.features`), one instance each.
         self.features: List[features.Feature] = features.for_build(self)
+        self._hooks = features.by_hook(self.features)
 
     # -- entry points ------------------------------------------------------------------
 
@@ -354,7 +355,7 @@ class Adapter:
         spec = resolve_llm(agent, self.task, self._org_headers, model=model, generation=parsed.generation)
         if not spec.model_id:
             raise InvalidInputError(f"agent {agent.id} has no model_name")
-        for feature in self.features:
+        for feature in self._hooks["model_spec"]:
             spec = feature.model_spec(agent, spec)
         transport = getattr(self.context, "transport", None)
         if transport is not None and spec.api_key is not None:  # scrubbed from run errors and reports
@@ -391,7 +392,7 @@ class Adapter:
 
     def feature_instructions(self, agent: Agent, root: bool, text: str) -> str:
         """``text`` (the agent's instructions) after every feature's :meth:`~.features.Feature.instructions`."""
-        for feature in self.features:
+        for feature in self._hooks["instructions"]:
             text = feature.instructions(agent, root, text)
         return text
 
@@ -400,7 +401,7 @@ class Adapter:
         task = self.task
         expected = (task.expected_output if root and task is not None else None) or agent.expected_output
         text = expected or ""
-        for feature in self.features:
+        for feature in self._hooks["expected_output"]:
             text = feature.expected_output(agent, root, text)
         return text.strip()
 
@@ -413,7 +414,7 @@ class Adapter:
         """``text`` after every feature's :meth:`~.features.Feature.additional_context` (none without an agent)."""
         if agent is None:
             return text
-        for feature in self.features:
+        for feature in self._hooks["additional_context"]:
             text = feature.additional_context(agent, root, text)
         return text
 
@@ -484,12 +485,12 @@ class Adapter:
                 continue
             seen.add(tool.id)
             specs.append(XpanderToolSpec(self.context, agent, self.task, tool))
-        for feature in self.features:
+        for feature in self._hooks["tools"]:
             for spec in feature.tools(agent, root):
                 if spec.name not in seen:
                     seen.add(spec.name)
                     specs.append(spec)
-        for feature in self.features:
+        for feature in self._hooks["filter_tools"]:
             specs = feature.filter_tools(agent, root, specs)
         return specs
 

@@ -78,7 +78,9 @@ def llm_schema(tool: Tool, override: Optional[Mapping[str, Any]] = None) -> Dict
         A JSON-schema object (``type: object``).
     """
     params = tool.parameters if isinstance(tool.parameters, dict) else {}
-    schema: Dict[str, Any] = copy.deepcopy(params) if params else {}
+    # One pass copies the JSON and drops the platform's extension keys (every build calls this for
+    # every tool: a generic deepcopy and a second walk cost more than the rest of a warm build).
+    schema: Dict[str, Any] = _copy_without_extensions(params) if params else {}
     schema.setdefault("type", "object")
     if not isinstance(schema.get("properties"), dict):
         schema["properties"] = {}
@@ -90,7 +92,6 @@ def llm_schema(tool: Tool, override: Optional[Mapping[str, Any]] = None) -> Dict
             name for name in schema["required"]
             if not (name in CONTAINERS and _is_empty_object(properties.get(name)))
         ]
-    _strip_extensions(schema)
     return schema
 
 
@@ -178,15 +179,13 @@ def _apply_override(node: Dict[str, Any], override: Mapping[str, Any]) -> None:
         _apply_override(node["items"], ov_items)
 
 
-def _strip_extensions(node: Any) -> None:
+def _copy_without_extensions(node: Any) -> Any:
+    """A copy of a JSON value (dicts and lists copied, leaves shared) without the extension keys."""
     if isinstance(node, dict):
-        for key in _EXTENSION_KEYS:
-            node.pop(key, None)
-        for value in node.values():
-            _strip_extensions(value)
-    elif isinstance(node, list):
-        for value in node:
-            _strip_extensions(value)
+        return {key: _copy_without_extensions(value) for key, value in node.items() if key not in _EXTENSION_KEYS}
+    if isinstance(node, list):
+        return [_copy_without_extensions(value) for value in node]
+    return node
 
 
 # -- payload helpers ------------------------------------------------------------------------

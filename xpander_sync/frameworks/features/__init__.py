@@ -11,7 +11,7 @@ docs/frameworks.md's feature table, and its tests over every adapter.
 
 from __future__ import annotations
 
-from typing import Any, List, Type
+from typing import Any, Dict, List, Tuple, Type
 
 from ._base import Feature
 from .dynamic_tools import DynamicTools
@@ -34,6 +34,32 @@ FEATURES: List[Type[Feature]] = [
 ]
 
 
+#: The hooks the Adapter base folds (each a no-op on :class:`Feature`).
+HOOKS = ("instructions", "additional_context", "expected_output", "tools", "filter_tools", "model_spec")
+_hooked: Dict[Tuple[type, ...], Dict[str, Tuple[int, ...]]] = {}
+
+
+def by_hook(built: List[Feature]) -> Dict[str, List[Feature]]:
+    """For each of :data:`HOOKS`, the features of ``built`` whose class implements it (in order).
+
+    A warm build folds only the hooks a feature really has, not every no-op of the base class.
+
+    Args:
+        built: the features of one build (:func:`for_build`).
+
+    Returns:
+        ``{hook name: [feature, ...]}``.
+    """
+    kinds = tuple(type(feature) for feature in built)
+    found = _hooked.get(kinds)
+    if found is None:
+        found = _hooked[kinds] = {
+            hook: tuple(i for i, kind in enumerate(kinds) if getattr(kind, hook) is not getattr(Feature, hook))
+            for hook in HOOKS
+        }
+    return {hook: [built[i] for i in indexes] for hook, indexes in found.items()}
+
+
 def for_build(adapter: Any) -> List[Feature]:
     """One instance of every feature for a build.
 
@@ -46,4 +72,4 @@ def for_build(adapter: Any) -> List[Feature]:
     return [feature(adapter) for feature in FEATURES]
 
 
-__all__ = ["FEATURES", "Feature", "for_build"]
+__all__ = ["FEATURES", "HOOKS", "Feature", "by_hook", "for_build"]

@@ -140,11 +140,9 @@ class _PlatformText(Feature):
         transport = getattr(self.context, "transport", None)
         if transport is None:  # a context without a platform (test doubles)
             return ""
-        resource = Prompts(transport.configuration, transport=transport)
-
-        def load_or_empty() -> str:
+        def load_or_empty() -> str:  # only on a cold key: a warm build builds no resource
             try:
-                return load(resource)
+                return load(Prompts(transport.configuration, transport=transport))
             except XpanderError as exc:
                 logger.log(level, "%s unavailable, building without it: %s", what, exc)
                 return ""
