@@ -54,15 +54,10 @@ class Dispatcher:
         Args:
             event: the ``agent-execution`` frame; its data is the task JSON.
         """
-        try:
-            data = event.json()
-        except (ValueError, RecursionError):
-            logger.error("agent-execution event without JSON data; skipped")
+        frame = event.task()
+        if frame is None:
             return
-        task_id = data.get("id") if isinstance(data, dict) else None
-        if not isinstance(task_id, str) or not task_id:
-            logger.error("agent-execution event without a task id; skipped")
-            return
+        task_id = frame[1]
         failures = 0
         while not self._stop.is_requested():
             try:

@@ -185,15 +185,10 @@ class Runner:
         Args:
             event: the frame; its data is the task JSON.
         """
-        try:
-            data = event.json()
-        except (ValueError, RecursionError):
-            logger.error("agent-execution event without JSON data; skipped")
+        frame = event.task()
+        if frame is None:
             return
-        task_id = data.get("id") if isinstance(data, dict) else None
-        if not isinstance(task_id, str) or not task_id:
-            logger.error("agent-execution event without a task id; skipped")
-            return
+        data, task_id = frame
         try:
             task = structure(data, Task)
         except ResponseDecodeError as exc:

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import codecs
 import json
+import logging
 import re
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import attrs
 
 __all__ = ["SSEParser", "ServerSentEvent"]
+
+logger = logging.getLogger("xpander_sync.worker")
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
@@ -47,6 +50,23 @@ class ServerSentEvent:
             ValueError: ``data`` is not JSON.
         """
         return json.loads(self.data)
+
+    def task(self) -> Optional[Tuple[Dict[str, Any], str]]:
+        """The task JSON and id an ``agent-execution`` frame carries, or ``None`` (logged) when it has none.
+
+        Returns:
+            ``(task JSON, task id)``; ``None`` when the data is not JSON or names no task id.
+        """
+        try:
+            data = self.json()
+        except (ValueError, RecursionError):
+            logger.error("agent-execution event without JSON data; skipped")
+            return None
+        task_id = data.get("id") if isinstance(data, dict) else None
+        if not isinstance(task_id, str) or not task_id:
+            logger.error("agent-execution event without a task id; skipped")
+            return None
+        return data, task_id
 
 
 class SSEParser:
