@@ -282,11 +282,11 @@ class DynamicTools(Feature):
         del root
         if not dynamic(agent):
             return specs
-        hidden = [spec for spec in specs if _hideable_spec(spec)]
-        first = specs.index(hidden[0]) if hidden else len(specs)
-        rest = [spec for spec in specs if not _hideable_spec(spec)]
-        before = [spec for spec in specs[:first] if not _hideable_spec(spec)]
-        return before + meta_tools(hidden) + rest[len(before):]
+        hideable = [_hideable_spec(spec) for spec in specs]
+        hidden = [spec for spec, hide in zip(specs, hideable) if hide]
+        kept = [spec for spec, hide in zip(specs, hideable) if not hide]
+        first = hideable.index(True) if hidden else len(specs)  # the meta-tools stand where the first one stood
+        return kept[:first] + meta_tools(hidden) + kept[first:]
 
 
 def _hideable_spec(spec: ToolSpec) -> bool:
