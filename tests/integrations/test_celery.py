@@ -16,6 +16,7 @@ import pytest
 
 from xpander_sync import Backend, Configuration, QueuedReport, RetryPolicy
 
+from ..conftest import wait_until as _wait_until
 from .conftest import require, xpander_settings
 
 require("celery", "redis")
@@ -42,14 +43,7 @@ def processes() -> Iterator[List[Any]]:
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    return _wait_until(condition, timeout, what, interval=0.05)  # Celery's pace: poll less often
 
 
 def completed(xpander_backend: Any, ids: List[str]) -> Dict[str, Dict[str, Any]]:

@@ -16,7 +16,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List
 
 import pytest
 
@@ -24,6 +24,8 @@ from xpander_sync import Backend, Configuration, RetryPolicy, Task, Tokens
 from xpander_sync.handlers import clear_worker_handlers
 from xpander_sync.local import LocalBackend
 from xpander_sync.worker import Worker
+
+from ..conftest import wait_until
 
 API_KEY = "xpk-E2E-SENTINEL-93ab71"
 AGENT = "agt-openai"
@@ -41,17 +43,6 @@ def clean_registries() -> Iterator[None]:
 def config_for(url: str) -> Configuration:
     return Configuration(base_url=url, api_key=API_KEY, organization_id="local-org",
                          retry=RetryPolicy(max_retries=1, backoff_base=0.01, backoff_max=0.05))
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def statuses(backend: LocalBackend, ids: Any) -> Dict[str, str]:
